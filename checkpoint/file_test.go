@@ -1,0 +1,309 @@
+package checkpoint
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+)
+
+const testKey = "46fe3e30937478ae30527c74cb2f03a5e5419228a11051cdaccefe7d044b21c3"
+
+func openFile(t *testing.T, path, key string) *File {
+	t.Helper()
+	f, err := OpenFile(path, key)
+	if err != nil {
+		t.Fatalf("OpenFile(%s): %v", path, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func mustLoad(t *testing.T, s bridge.Store) (bridge.Checkpoint, bool) {
+	t.Helper()
+	cp, found, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return cp, found
+}
+
+func cpAt(seq uint64) bridge.Checkpoint {
+	return bridge.Checkpoint{Sequence: seq, EventID: bridge.EventID("mars", seq), UpdatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func TestFileRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "dir", "checkpoint.json") // parents created
+	f := openFile(t, path, testKey)
+	if _, found := mustLoad(t, f); found {
+		t.Fatal("new store: found a checkpoint")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("file created before the first commit: %v", err)
+	}
+	if err := f.Commit(context.Background(), cpAt(42)); err != nil {
+		t.Fatal(err)
+	}
+	if cp, found := mustLoad(t, f); !found || cp != cpAt(42) {
+		t.Fatalf("Load after commit = %+v, %v", cp, found)
+	}
+	f.Close()
+
+	g := openFile(t, path, testKey)
+	cp, found := mustLoad(t, g)
+	if !found || cp.Sequence != 42 || cp.EventID != "mars@42" || !cp.UpdatedAt.Equal(cpAt(42).UpdatedAt) {
+		t.Fatalf("reopened: %+v, %v", cp, found)
+	}
+
+	// The format is the aviso client's, plus updated_at.
+	var doc map[string]any
+	b, _ := os.ReadFile(path)
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["version"] != float64(1) || doc["key_format_version"] != float64(2) {
+		t.Fatalf("versions: %s", b)
+	}
+	e := doc["checkpoints"].(map[string]any)[testKey].(map[string]any)
+	if e["last_committed_sequence"] != float64(42) || e["last_event_id"] != "mars@42" || e["updated_at"] != "2026-01-02T03:04:05Z" {
+		t.Fatalf("entry: %s", b)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+}
+
+func TestFileMonotonic(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	f := openFile(t, path, testKey)
+	ctx := context.Background()
+	for _, c := range []struct {
+		commit, want uint64
+	}{{10, 10}, {5, 10}, {10, 10}, {11, 11}, {0, 11}, {1000, 1000}} {
+		if err := f.Commit(ctx, cpAt(c.commit)); err != nil {
+			t.Fatal(err)
+		}
+		if cp, _ := mustLoad(t, f); cp.Sequence != c.want {
+			t.Fatalf("after commit %d: %d, want %d", c.commit, cp.Sequence, c.want)
+		}
+	}
+	f.Close()
+	g := openFile(t, path, testKey)
+	if cp, _ := mustLoad(t, g); cp.Sequence != 1000 {
+		t.Fatalf("on disk: %d", cp.Sequence)
+	}
+}
+
+func TestFileKeepsOtherKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	other := `{"last_committed_sequence":7,"last_event_id":"diss@7","extra":"kept"}`
+	if err := os.WriteFile(path, []byte(`{"version":1,"key_format_version":2,"checkpoints":{"other":`+other+`}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := openFile(t, path, testKey)
+	if _, found := mustLoad(t, f); found {
+		t.Fatal("found a checkpoint for a key not in the file")
+	}
+	if err := f.Commit(context.Background(), cpAt(3)); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Checkpoints map[string]map[string]any
+	}
+	b, _ := os.ReadFile(path)
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if o := doc.Checkpoints["other"]; o["last_committed_sequence"] != float64(7) || o["extra"] != "kept" {
+		t.Fatalf("other key lost: %s", b)
+	}
+	if doc.Checkpoints[testKey]["last_committed_sequence"] != float64(3) {
+		t.Fatalf("own key: %s", b)
+	}
+}
+
+func TestFileSecondOpenerFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	f := openFile(t, path, testKey)
+	for _, key := range []string{testKey, "another-key"} {
+		_, err := OpenFile(path, key)
+		if !errors.Is(err, bridge.ErrKeyHeld) {
+			t.Fatalf("second OpenFile(%s): %v, want ErrKeyHeld", key, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, key) {
+			t.Fatalf("error does not name file and key: %q", msg)
+		}
+	}
+	// The first holder is unaffected and releasing the lock lets the next in.
+	if err := f.Commit(context.Background(), cpAt(1)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	g := openFile(t, path, testKey)
+	if cp, _ := mustLoad(t, g); cp.Sequence != 1 {
+		t.Fatalf("got %d", cp.Sequence)
+	}
+}
+
+func TestFileCorrupt(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{"bad JSON", `{"version":1,"checkpoints":{`, "corrupt"},
+		{"empty file", ``, "corrupt"},
+		{"not an object", `[1,2]`, "corrupt"},
+		{"no version", `{"checkpoints":{}}`, "version"},
+		{"wrong version", `{"version":2,"checkpoints":{}}`, "unsupported file version 2"},
+		{"wrong key format", `{"version":1,"key_format_version":1,"checkpoints":{}}`, "key_format_version 1"},
+		{"entry not an object", `{"version":1,"checkpoints":{"` + testKey + `":"x"}}`, testKey},
+		{"entry without sequence", `{"version":1,"checkpoints":{"` + testKey + `":{"last_event_id":"mars@1"}}}`, "last_committed_sequence"},
+		{"negative sequence", `{"version":1,"checkpoints":{"` + testKey + `":{"last_committed_sequence":-1}}}`, "corrupt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cp.json")
+			if err := os.WriteFile(path, []byte(tt.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := OpenFile(path, testKey)
+			if err == nil {
+				f.Close()
+				t.Fatal("OpenFile succeeded on a corrupt file")
+			}
+			if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, tt.want) {
+				t.Fatalf("error %q does not name the path and %q", msg, tt.want)
+			}
+			// The lock is released after a failed open.
+			if err := os.WriteFile(path, []byte(`{"version":1,"checkpoints":{}}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			openFile(t, path, testKey)
+		})
+	}
+}
+
+func TestFileUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cp.json")
+	if err := os.Mkdir(path, 0o755); err != nil { // a directory where the file should be
+		t.Fatal(err)
+	}
+	_, err := OpenFile(path, testKey)
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("OpenFile on a directory: %v", err)
+	}
+}
+
+// A crash between writing the temp file and renaming it leaves the temp
+// file behind; the last good state must survive and the temp file go.
+func TestFileCrashBeforeRename(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cp.json")
+	f := openFile(t, path, testKey)
+	ctx := context.Background()
+	if err := f.Commit(ctx, cpAt(5)); err != nil {
+		t.Fatal(err)
+	}
+	crash := errors.New("crash")
+	f.hook = func(stage string) error {
+		if stage == "before-rename" {
+			return crash
+		}
+		return nil
+	}
+	if err := f.Commit(ctx, cpAt(9)); !errors.Is(err, crash) {
+		t.Fatalf("commit with crash hook: %v", err)
+	}
+	if cp, _ := mustLoad(t, f); cp.Sequence != 5 {
+		t.Fatalf("in-memory state moved to %d on a failed commit", cp.Sequence)
+	}
+	// A real crash leaves the written temp file; put one back as the crash
+	// would have (the hook path removed its own), plus a truncated one.
+	for i, body := range []string{`{"version":1,"checkpoints":{"` + testKey + `":{"last_committed_sequence":9}}}`, `{"vers`} {
+		name := filepath.Join(dir, "cp.json.tmp-crash"+string(rune('a'+i)))
+		if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close() // the process dies: the kernel drops the lock
+
+	g := openFile(t, path, testKey)
+	if cp, found := mustLoad(t, g); !found || cp.Sequence != 5 {
+		t.Fatalf("after crash: %+v %v, want the last good state 5", cp, found)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "cp.json.tmp-*"))
+	if len(left) != 0 {
+		t.Fatalf("stale temp files kept: %v", left)
+	}
+	if err := g.Commit(ctx, cpAt(9)); err != nil {
+		t.Fatal(err)
+	}
+	if cp, _ := mustLoad(t, g); cp.Sequence != 9 {
+		t.Fatalf("commit after recovery: %d", cp.Sequence)
+	}
+}
+
+func TestFileFsyncFailureKeepsState(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	f := openFile(t, path, testKey)
+	ctx := context.Background()
+	if err := f.Commit(ctx, cpAt(1)); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("EIO")
+	f.syncFn = func(*os.File) error { return boom }
+	if err := f.Commit(ctx, cpAt(2)); !errors.Is(err, boom) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("commit with failing fsync: %v", err)
+	}
+	f.syncFn = (*os.File).Sync
+	if cp, _ := mustLoad(t, f); cp.Sequence != 1 {
+		t.Fatalf("state after failed commit: %d", cp.Sequence)
+	}
+	if err := f.Commit(ctx, cpAt(2)); err != nil { // the retry works
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(path + ".tmp-*")
+	if len(left) != 0 {
+		t.Fatalf("temp files left: %v", left)
+	}
+}
+
+func TestFileClosed(t *testing.T) {
+	f := openFile(t, filepath.Join(t.TempDir(), "cp.json"), testKey)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	if err := f.Commit(context.Background(), cpAt(1)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Commit after Close: %v", err)
+	}
+	if _, _, err := f.Load(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Load after Close: %v", err)
+	}
+}
+
+func TestFileOpenErrors(t *testing.T) {
+	if _, err := OpenFile("", testKey); err == nil || !strings.Contains(err.Error(), "CHECKPOINT_FILE") {
+		t.Fatalf("empty path: %v", err)
+	}
+	if _, err := OpenFile(filepath.Join(t.TempDir(), "cp.json"), ""); err == nil || !strings.Contains(err.Error(), "CHECKPOINT_KEY") {
+		t.Fatalf("empty key: %v", err)
+	}
+	blocker := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(blocker, "sub", "cp.json") // parent is a file
+	if _, err := OpenFile(p, testKey); err == nil || !strings.Contains(err.Error(), p) {
+		t.Fatalf("uncreatable directory: %v", err)
+	}
+}
