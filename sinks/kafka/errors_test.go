@@ -1,0 +1,164 @@
+package kafka
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+)
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want class
+	}{
+		{"held back", fmt.Errorf("kafka.(*Client).Produce: %w", errHeldBack), retryable},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, retryable},
+		{"connection reset", fmt.Errorf("kafka.(*Client).Produce: %w", syscall.ECONNRESET), retryable},
+		{"unexpected EOF", io.ErrUnexpectedEOF, retryable},
+		{"deadline", context.DeadlineExceeded, retryable},
+		{"leader not available", kafkago.LeaderNotAvailable, retryable},
+		{"not leader", fmt.Errorf("%w: moved", kafkago.NotLeaderForPartition), retryable},
+		{"broker not available", kafkago.BrokerNotAvailable, retryable},
+		{"request timed out", kafkago.RequestTimedOut, retryable},
+		{"not enough replicas", kafkago.NotEnoughReplicas, retryable},
+		{"network exception", kafkago.NetworkException, retryable},
+		{"throttled", kafkago.ThrottlingQuotaExceeded, retryable},
+		{"unknown server error", kafkago.Unknown, retryable},
+		{"unknown topic", kafkago.UnknownTopicOrPartition, unknownTopic},
+		{"message too large", kafkago.MessageSizeTooLarge, tooLarge},
+		{"record list too large", kafkago.RecordListTooLarge, tooLarge},
+		{"client-side too large", kafkago.MessageTooLargeError{}, permanent},
+		{"topic authorization", kafkago.TopicAuthorizationFailed, permanent},
+		{"cluster authorization", kafkago.ClusterAuthorizationFailed, permanent},
+		{"sasl failed", kafkago.SASLAuthenticationFailed, permanent},
+		{"sasl mechanism", fmt.Errorf("handshake: %w", kafkago.UnsupportedSASLMechanism), permanent},
+		{"invalid topic", kafkago.InvalidTopic, permanent},
+		{"policy violation", kafkago.PolicyViolation, permanent},
+		{"bad CA", fmt.Errorf("dial: %w", x509.UnknownAuthorityError{}), permanent},
+		{"write errors: retryable", kafkago.WriteErrors{nil, kafkago.LeaderNotAvailable}, retryable},
+		{"write errors: permanent", kafkago.WriteErrors{kafkago.TopicAuthorizationFailed}, permanent},
+		{"write errors: too large", fmt.Errorf("dead letter: %w", kafkago.WriteErrors{kafkago.MessageSizeTooLarge}), tooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := classify(tc.err); got != tc.want {
+				t.Fatalf("classify(%v) = %d, want %d", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPublishErrorWrapping checks what the pipeline sees: permanent errors
+// wrapped with bridge.Permanent, every error naming the topic, and a batch
+// refused as too large being retryable (re-sent one record per request).
+func TestPublishErrorWrapping(t *testing.T) {
+	s := &Sink{cfg: Config{}.withDefaults()}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		err       error
+		records   int
+		permanent bool
+		unhealthy bool
+	}{
+		{"retryable", kafkago.LeaderNotAvailable, 1, false, true},
+		{"held back", errHeldBack, 5, false, false},
+		{"permanent", kafkago.TopicAuthorizationFailed, 3, true, false},
+		{"one record too large", kafkago.MessageSizeTooLarge, 1, true, false},
+		{"batch too large", kafkago.MessageSizeTooLarge, 2, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.healthErr.Store(nil)
+			err := s.publishError(ctx, tc.err, "aviso.mars", 2, tc.records)
+			if bridge.IsPermanent(err) != tc.permanent {
+				t.Errorf("IsPermanent(%v) = %v, want %v", err, !tc.permanent, tc.permanent)
+			}
+			if !strings.Contains(err.Error(), `kafka topic "aviso.mars" partition 2`) {
+				t.Errorf("%v does not name the topic and partition", err)
+			}
+			if !errors.Is(err, tc.err) {
+				t.Errorf("%v does not wrap %v", err, tc.err)
+			}
+			if (s.Healthy() != nil) != tc.unhealthy {
+				t.Errorf("Healthy() = %v, want unhealthy %v", s.Healthy(), tc.unhealthy)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok := Config{Brokers: []string{"k1:9092, k2:9092"}}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string // "" = valid; else a substring of the error
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"no brokers", func(c *Config) { c.Brokers = nil }, "KAFKA_BROKERS"},
+		{"broker without port", func(c *Config) { c.Brokers = []string{"kafka"} }, "KAFKA_BROKERS"},
+		{"unknown topic placeholder", func(c *Config) { c.Topic = "aviso.{class}" }, "KAFKA_TOPIC"},
+		{"unknown key placeholder", func(c *Config) { c.Key = "{nope}" }, "KAFKA_KEY"},
+		{"unknown dlq placeholder", func(c *Config) { c.DLQTopic = "dlq.{x}" }, "BRIDGE_DLQ_TOPIC"},
+		{"bad checkpoint topic", func(c *Config) { c.CheckpointTopic = "a/b" }, "KAFKA_CHECKPOINT_TOPIC"},
+		{"acks one", func(c *Config) { c.Acks = "one" }, ""},
+		{"acks none", func(c *Config) { c.Acks = "none" }, "KAFKA_ACKS"},
+		{"zstd", func(c *Config) { c.Compression = "zstd" }, ""},
+		{"brotli", func(c *Config) { c.Compression = "brotli" }, "KAFKA_COMPRESSION"},
+		{"structured", func(c *Config) { c.Format = "structured" }, ""},
+		{"format", func(c *Config) { c.Format = "json" }, "SINK_FORMAT"},
+		{"batch size", func(c *Config) { c.BatchSize = -1 }, "KAFKA_BATCH_SIZE"},
+		{"max in flight", func(c *Config) { c.MaxInFlight = -5 }, "BRIDGE_MAX_IN_FLIGHT"},
+		{"sasl without user", func(c *Config) { c.SASLMechanism = "PLAIN" }, "KAFKA_USERNAME"},
+		{"user without sasl", func(c *Config) { c.Username = "u" }, "KAFKA_SASL_MECHANISM"},
+		{"sasl unknown", func(c *Config) { c.SASLMechanism = "GSSAPI"; c.Username = "u" }, "KAFKA_SASL_MECHANISM"},
+		{"scram 512", func(c *Config) { c.SASLMechanism = "SCRAM-SHA-512"; c.Username = "u"; c.Password = "p" }, ""},
+		{"password file", func(c *Config) { c.SASLMechanism = "PLAIN"; c.Username = "u"; c.PasswordFile = pw }, ""},
+		{"password both", func(c *Config) { c.SASLMechanism = "PLAIN"; c.Username = "u"; c.Password = "p"; c.PasswordFile = pw }, "KAFKA_PASSWORD_FILE"},
+		{"password file missing", func(c *Config) {
+			c.SASLMechanism = "PLAIN"
+			c.Username = "u"
+			c.PasswordFile = filepath.Join(dir, "nope")
+		}, "KAFKA_PASSWORD_FILE"},
+		{"ca file missing", func(c *Config) { c.TLSCAFile = filepath.Join(dir, "nope") }, "KAFKA_TLS_CA_FILE"},
+		{"ca file not pem", func(c *Config) { c.TLSCAFile = pw }, "KAFKA_TLS_CA_FILE"},
+		{"cert without key", func(c *Config) { c.TLSCertFile = pw }, "KAFKA_TLS_KEY_FILE"},
+		{"key without cert", func(c *Config) { c.TLSKeyFile = pw }, "KAFKA_TLS_CERT_FILE"},
+		{"dedupe scan", func(c *Config) { c.DedupeScan = -2 }, "KAFKA_DEDUPE_SCAN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.edit(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Validate = %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+	if got := ok.withDefaults().Brokers; len(got) != 2 || got[0] != "k1:9092" || got[1] != "k2:9092" {
+		t.Errorf("brokers split as %q", got)
+	}
+	c := Config{SASLMechanism: "PLAIN", Username: "u", PasswordFile: pw}
+	if p, err := c.password(); err != nil || p != "secret" {
+		t.Errorf("password() = %q, %v", p, err)
+	}
+}

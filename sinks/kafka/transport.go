@@ -1,0 +1,131 @@
+package kafka
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+)
+
+// NewTransport builds the kafka-go Transport that the sink and the store
+// share: client id, dial timeout, TLS (KAFKA_TLS*) and SASL
+// (KAFKA_SASL_MECHANISM, KAFKA_USERNAME, KAFKA_PASSWORD/_FILE). Call
+// CloseIdleConnections on it when every user is closed.
+func NewTransport(cfg Config) (*kafkago.Transport, error) {
+	cfg = cfg.withDefaults()
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := cfg.saslMechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafkago.Transport{
+		ClientID:    cfg.ClientID,
+		DialTimeout: cfg.DialTimeout,
+		TLS:         tlsCfg,
+		SASL:        mech,
+	}, nil
+}
+
+// NewDialer builds a kafka-go Dialer with the same identity, TLS and SASL
+// settings as NewTransport, for code that needs a kafka.Conn or a
+// kafka.Reader.
+func NewDialer(cfg Config) (*kafkago.Dialer, error) {
+	cfg = cfg.withDefaults()
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := cfg.saslMechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafkago.Dialer{
+		ClientID:      cfg.ClientID,
+		Timeout:       cfg.DialTimeout,
+		DualStack:     true,
+		TLS:           tlsCfg,
+		SASLMechanism: mech,
+	}, nil
+}
+
+// brokerAddr is the bootstrap address of cfg.Brokers.
+func brokerAddr(cfg Config) net.Addr { return kafkago.TCP(cfg.Brokers...) }
+
+// tlsConfig returns nil when TLS is off.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if !c.TLS && c.TLSCAFile == "" && c.TLSCertFile == "" && c.TLSKeyFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSCAFile != "" {
+		pem, err := os.ReadFile(c.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("KAFKA_TLS_CA_FILE: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("KAFKA_TLS_CA_FILE: %s: no PEM certificate found", c.TLSCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile != "":
+		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE/KAFKA_TLS_KEY_FILE: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	case c.TLSCertFile != "":
+		return nil, errors.New("KAFKA_TLS_KEY_FILE: required with KAFKA_TLS_CERT_FILE")
+	case c.TLSKeyFile != "":
+		return nil, errors.New("KAFKA_TLS_CERT_FILE: required with KAFKA_TLS_KEY_FILE")
+	}
+	return cfg, nil
+}
+
+// saslMechanism returns nil when SASL is off.
+func (c Config) saslMechanism() (sasl.Mechanism, error) {
+	mech := strings.ToUpper(strings.TrimSpace(c.SASLMechanism))
+	if mech == "" {
+		if c.Username != "" {
+			return nil, errors.New("KAFKA_SASL_MECHANISM: required with KAFKA_USERNAME (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+		}
+		return nil, nil
+	}
+	if c.Username == "" {
+		return nil, fmt.Errorf("KAFKA_USERNAME: required with KAFKA_SASL_MECHANISM=%s", mech)
+	}
+	pass, err := c.password()
+	if err != nil {
+		return nil, err
+	}
+	switch mech {
+	case "PLAIN":
+		return plain.Mechanism{Username: c.Username, Password: pass}, nil
+	case "SCRAM-SHA-256", "SCRAM-SHA-512":
+		algo := scram.SHA256
+		if mech == "SCRAM-SHA-512" {
+			algo = scram.SHA512
+		}
+		m, err := scram.Mechanism(algo, c.Username, pass)
+		if err != nil {
+			return nil, fmt.Errorf("KAFKA_USERNAME/KAFKA_PASSWORD: %w", err)
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("KAFKA_SASL_MECHANISM: unknown mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", c.SASLMechanism)
+}
