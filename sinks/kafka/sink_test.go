@@ -555,4 +555,3 @@ func TestNewSinkFailsWithoutBrokers(t *testing.T) {
 		t.Fatalf("NewSink = %v, want an error naming the brokers", err)
 	}
 }
-
