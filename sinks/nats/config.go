@@ -1,0 +1,441 @@
+package nats
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+)
+
+// Defaults of the settings in interface.md section 2. A zero field of
+// Config or ConnConfig takes the default named in its comment.
+const (
+	DefaultURL                = "nats://127.0.0.1:4222"
+	DefaultSubject            = "aviso.{event_type}"
+	DefaultDLQSubject         = "aviso.dlq"
+	DefaultMaxPending         = 256
+	DefaultMaxInFlight        = 256
+	DefaultPublishTimeout     = 5 * time.Second
+	DefaultCheckpointInterval = time.Second
+	DefaultShutdownTimeout    = 20 * time.Second
+	DefaultKVBucket           = "aviso_bridge"
+	// MinDuplicateWindow is the shortest duplicate window of a stream this
+	// package creates (JetStream's own default).
+	MinDuplicateWindow = 2 * time.Minute
+)
+
+// Mode is the SINK value that selects one of this package's sinks.
+type Mode string
+
+const (
+	// ModeCore is SINK=nats: core NATS publish, a flush round-trip as the
+	// acknowledgement.
+	ModeCore Mode = "nats"
+	// ModeJetStream is SINK=jetstream: asynchronous JetStream publish,
+	// acknowledged by the stream.
+	ModeJetStream Mode = "jetstream"
+)
+
+// Format is SINK_FORMAT.
+type Format string
+
+const (
+	// FormatBinary is CloudEvents binary content mode: attributes in ce-
+	// headers, body = the CloudEvent data exactly as received.
+	FormatBinary Format = "binary"
+	// FormatStructured is structured content mode: body = the whole
+	// CloudEvent JSON exactly as received.
+	FormatStructured Format = "structured"
+)
+
+// ConnConfig is the connection part of the NATS settings, shared by the
+// sinks and the KV store. Secrets are never logged or put in errors.
+type ConnConfig struct {
+	// URL is NATS_URL: comma-separated server URLs (default DefaultURL).
+	URL string
+	// CredsFile is NATS_CREDS_FILE: a JWT + nkey seed .creds file.
+	CredsFile string
+	// NKeySeedFile is NATS_NKEY_SEED_FILE: an nkey user seed file.
+	NKeySeedFile string
+	// Token is NATS_TOKEN; TokenFile is NATS_TOKEN_FILE (read at every
+	// connect, so a rotated token is picked up on reconnect).
+	Token     string
+	TokenFile string
+	// User is NATS_USER; Password is NATS_PASSWORD; PasswordFile is
+	// NATS_PASSWORD_FILE (read at every connect).
+	User         string
+	Password     string
+	PasswordFile string
+	// TLSCAFile, TLSCertFile and TLSKeyFile are NATS_TLS_CA_FILE,
+	// NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE. Any of them turns TLS on.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+	// Name is the client connection name shown by the server (not an
+	// environment variable; default "aviso-bridge").
+	Name string
+	// ReconnectWait is the pause between reconnect attempts to one server
+	// (not an environment variable; default 1s).
+	ReconnectWait time.Duration
+}
+
+// Config is the sink part of the NATS settings. main fills it from the
+// environment; each field names the variable it mirrors.
+type Config struct {
+	ConnConfig
+
+	// Mode is SINK: ModeCore ("nats") or ModeJetStream ("jetstream").
+	// Only New looks at it.
+	Mode Mode
+	// Format is SINK_FORMAT (default FormatBinary).
+	Format Format
+	// Subject is NATS_SUBJECT, a template (default DefaultSubject).
+	Subject string
+	// DLQSubject is BRIDGE_DLQ_SUBJECT, a template (default DefaultDLQSubject).
+	DLQSubject string
+	// Stream is NATS_STREAM: JetStream publishes expect this stream.
+	Stream string
+	// StreamCreate is NATS_STREAM_CREATE: create Stream when it is missing.
+	StreamCreate bool
+	// StreamSubjects is NATS_STREAM_SUBJECTS (split on commas): the subjects
+	// of a created stream. Default: Subject's wildcard plus DLQSubject's
+	// when not already covered.
+	StreamSubjects []string
+	// MaxPending is NATS_MAX_PENDING: JetStream async publishes awaiting
+	// acks (default DefaultMaxPending).
+	MaxPending int
+	// MaxInFlight is BRIDGE_MAX_IN_FLIGHT: the pipeline's window; the Acks
+	// channel is buffered to it (default DefaultMaxInFlight).
+	MaxInFlight int
+	// PublishTimeout is NATS_PUBLISH_TIMEOUT: how long a JetStream ack, a
+	// core flush or a dead-letter publish may take (default
+	// DefaultPublishTimeout).
+	PublishTimeout time.Duration
+	// CheckpointInterval is CHECKPOINT_INTERVAL and ShutdownTimeout is
+	// BRIDGE_SHUTDOWN_TIMEOUT; together they size the duplicate window of a
+	// created stream (see DuplicateWindow).
+	CheckpointInterval time.Duration
+	ShutdownTimeout    time.Duration
+}
+
+// SplitList splits a comma-separated environment value (NATS_URL,
+// NATS_STREAM_SUBJECTS), trimming spaces and dropping empty items.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (c ConnConfig) withDefaults() ConnConfig {
+	if strings.TrimSpace(c.URL) == "" {
+		c.URL = DefaultURL
+	}
+	if c.Name == "" {
+		c.Name = "aviso-bridge"
+	}
+	if c.ReconnectWait <= 0 {
+		c.ReconnectWait = time.Second
+	}
+	return c
+}
+
+func (c Config) withDefaults() Config {
+	c.ConnConfig = c.ConnConfig.withDefaults()
+	if c.Format == "" {
+		c.Format = FormatBinary
+	}
+	if c.Subject == "" {
+		c.Subject = DefaultSubject
+	}
+	if c.DLQSubject == "" {
+		c.DLQSubject = DefaultDLQSubject
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return c
+}
+
+// Validate checks the connection settings. Every error names the
+// environment variable to fix; several problems are joined.
+func (c ConnConfig) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	urls := SplitList(c.URL)
+	if len(urls) == 0 {
+		add("NATS_URL: no server URL")
+	}
+	for _, u := range urls {
+		if err := checkServerURL(u); err != nil {
+			add("NATS_URL: %v", err)
+		}
+	}
+	var methods []string
+	if c.CredsFile != "" {
+		methods = append(methods, "NATS_CREDS_FILE")
+	}
+	if c.NKeySeedFile != "" {
+		methods = append(methods, "NATS_NKEY_SEED_FILE")
+	}
+	if c.Token != "" || c.TokenFile != "" {
+		methods = append(methods, "NATS_TOKEN/NATS_TOKEN_FILE")
+	}
+	if c.User != "" {
+		methods = append(methods, "NATS_USER")
+	}
+	if len(methods) > 1 {
+		add("%s are all set; choose one NATS authentication method", strings.Join(methods, ", "))
+	}
+	if c.Token != "" && c.TokenFile != "" {
+		add("NATS_TOKEN and NATS_TOKEN_FILE are both set; set one")
+	}
+	if c.Password != "" && c.PasswordFile != "" {
+		add("NATS_PASSWORD and NATS_PASSWORD_FILE are both set; set one")
+	}
+	if (c.Password != "" || c.PasswordFile != "") && c.User == "" {
+		add("NATS_PASSWORD/NATS_PASSWORD_FILE is set without NATS_USER")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		add("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together")
+	}
+	return errors.Join(errs...)
+}
+
+// checkServerURL accepts what nats.go accepts: a URL with scheme nats, tls,
+// ws or wss, or a bare host:port.
+func checkServerURL(s string) error {
+	raw := s
+	if !strings.Contains(s, "://") {
+		raw = "nats://" + s
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", redactURL(s))
+	}
+	switch u.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		return fmt.Errorf("%q: scheme %q is not one of nats, tls, ws, wss", redactURL(s), u.Scheme)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", redactURL(s))
+	}
+	return nil
+}
+
+// redactURL hides the password or token of a URL's user info.
+func redactURL(s string) string {
+	raw := s
+	schemeless := !strings.Contains(s, "://")
+	if schemeless {
+		raw = "nats://" + s
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if i := strings.LastIndexByte(s, '@'); i >= 0 {
+			return "REDACTED@" + s[i+1:]
+		}
+		return s
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	} else {
+		u.User = url.User("REDACTED")
+	}
+	out := u.String()
+	if schemeless {
+		out = strings.TrimPrefix(out, "nats://")
+	}
+	return out
+}
+
+// Validate checks the whole sink configuration, including both subject
+// templates. Every error names the environment variable to fix.
+func (c Config) Validate() error {
+	_, err := c.compile()
+	return err
+}
+
+// compiled is a validated Config with its templates parsed.
+type compiled struct {
+	Config
+	subject *bridge.Template
+	dlq     *bridge.Template
+}
+
+func (c Config) compile() (*compiled, error) {
+	c = c.withDefaults()
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if err := c.ConnConfig.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.Mode {
+	case "", ModeCore, ModeJetStream:
+	default:
+		add("SINK: %q is not a NATS sink (want %s or %s)", c.Mode, ModeCore, ModeJetStream)
+	}
+	switch c.Format {
+	case FormatBinary, FormatStructured:
+	default:
+		add("SINK_FORMAT: %q is not one of binary, structured", c.Format)
+	}
+	subject, err := parseSubjectTemplate(c.Subject)
+	if err != nil {
+		add("NATS_SUBJECT: %w", err)
+	}
+	dlq, err := parseSubjectTemplate(c.DLQSubject)
+	if err != nil {
+		add("BRIDGE_DLQ_SUBJECT: %w", err)
+	}
+	if c.Stream != "" && !validStreamName(c.Stream) {
+		add("NATS_STREAM: %q is not a valid stream name (no spaces, '.', '*', '>', '/' or '\\')", c.Stream)
+	}
+	if c.StreamCreate && c.Stream == "" {
+		add("NATS_STREAM_CREATE=true needs NATS_STREAM (the name of the stream to create)")
+	}
+	for _, s := range c.StreamSubjects {
+		if err := checkFilterSubject(s); err != nil {
+			add("NATS_STREAM_SUBJECTS: %q: %w", s, err)
+		}
+	}
+	if c.MaxPending < 0 {
+		add("NATS_MAX_PENDING: %d: must be positive", c.MaxPending)
+	}
+	if c.MaxInFlight < 0 {
+		add("BRIDGE_MAX_IN_FLIGHT: %d: must be positive", c.MaxInFlight)
+	}
+	if c.PublishTimeout < 0 {
+		add("NATS_PUBLISH_TIMEOUT: %v: must be positive", c.PublishTimeout)
+	}
+	if c.CheckpointInterval < 0 {
+		add("CHECKPOINT_INTERVAL: %v: must be positive", c.CheckpointInterval)
+	}
+	if c.ShutdownTimeout < 0 {
+		add("BRIDGE_SHUTDOWN_TIMEOUT: %v: must be positive", c.ShutdownTimeout)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &compiled{Config: c, subject: subject, dlq: dlq}, nil
+}
+
+// DuplicateWindow is the duplicate window this package gives a stream it
+// creates, and the shortest one it accepts without a warning: twice the
+// longest replay a restart can cause (CHECKPOINT_INTERVAL plus
+// BRIDGE_SHUTDOWN_TIMEOUT), and at least MinDuplicateWindow.
+func (c Config) DuplicateWindow() time.Duration {
+	c = c.withDefaults()
+	return max(MinDuplicateWindow, 2*(c.CheckpointInterval+c.ShutdownTimeout))
+}
+
+// parseSubjectTemplate parses a NATS subject template and checks that
+// every rendering is a valid publish subject.
+func parseSubjectTemplate(src string) (*bridge.Template, error) {
+	t, err := bridge.ParseTemplate(src, bridge.EncodeNATSSubject)
+	if err != nil {
+		return nil, err
+	}
+	// Substituted values are single non-empty tokens without wildcards, so
+	// checking one rendering checks the literal parts.
+	sample := &bridge.Notification{EventType: "x", Sequence: 1, ID: "x@1", Identifier: []byte(`{}`)}
+	if err := checkPublishSubject(t.Render(sample)); err != nil {
+		return nil, fmt.Errorf("template %q: %w", src, err)
+	}
+	return t, nil
+}
+
+// checkPublishSubject reports why s cannot be published to.
+func checkPublishSubject(s string) error {
+	if s == "" {
+		return errors.New("empty subject")
+	}
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) {
+			switch s[i] {
+			case ' ', '\t', '\r', '\n':
+				return errors.New("subject contains white space")
+			case '.':
+			default:
+				continue
+			}
+		}
+		tok := s[start:i]
+		switch tok {
+		case "":
+			return errors.New("subject has an empty token")
+		case "*", ">":
+			return errors.New("subject contains a wildcard token")
+		}
+		start = i + 1
+	}
+	return nil
+}
+
+// checkFilterSubject reports why s is not a valid stream subject.
+func checkFilterSubject(s string) error {
+	if s == "" {
+		return errors.New("empty subject")
+	}
+	if strings.ContainsAny(s, " \t\r\n") {
+		return errors.New("subject contains white space")
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		if t == "" {
+			return errors.New("subject has an empty token")
+		}
+		if t == ">" && i != len(toks)-1 {
+			return errors.New("'>' must be the last token")
+		}
+	}
+	return nil
+}
+
+func validStreamName(s string) bool {
+	return s != "" && !strings.ContainsAny(s, " \t\r\n.*>/\\")
+}
+
+// subjectCovers reports whether every subject matching pattern q also
+// matches pattern p ('*' one token, '>' one or more trailing tokens).
+func subjectCovers(p, q string) bool {
+	pt, qt := strings.Split(p, "."), strings.Split(q, ".")
+	for i, t := range pt {
+		if t == ">" {
+			return len(qt) > i
+		}
+		if i >= len(qt) {
+			return false
+		}
+		switch {
+		case qt[i] == ">":
+			return false
+		case t == "*":
+		case t != qt[i]:
+			return false
+		}
+	}
+	return len(pt) == len(qt)
+}

@@ -1,0 +1,159 @@
+package nats
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string // substrings of the error; none: valid
+	}{
+		{name: "defaults", cfg: Config{}},
+		{name: "full", cfg: Config{
+			ConnConfig: ConnConfig{URL: "nats://a:4222, tls://b:4222,c:4222", User: "u", Password: "p"},
+			Mode:       ModeJetStream, Format: FormatStructured, Subject: "aviso.{event_type}.{identifier.date}",
+			DLQSubject: "dlq.{event_type}", Stream: "AVISO", StreamCreate: true, StreamSubjects: []string{"aviso.>", "dlq.*"},
+		}},
+		{name: "unknown placeholder", cfg: Config{Subject: "aviso.{nope}"}, want: []string{"NATS_SUBJECT", "{nope}"}},
+		{name: "unknown dlq placeholder", cfg: Config{DLQSubject: "dlq.{x}"}, want: []string{"BRIDGE_DLQ_SUBJECT", "{x}"}},
+		{name: "empty token", cfg: Config{Subject: "aviso..{event_type}"}, want: []string{"NATS_SUBJECT", "empty token"}},
+		{name: "wildcard literal", cfg: Config{Subject: "aviso.*.{event_type}"}, want: []string{"NATS_SUBJECT", "wildcard"}},
+		{name: "space", cfg: Config{DLQSubject: "aviso dlq"}, want: []string{"BRIDGE_DLQ_SUBJECT", "white space"}},
+		{name: "bad format", cfg: Config{Format: "xml"}, want: []string{"SINK_FORMAT"}},
+		{name: "bad mode", cfg: Config{Mode: "kafka"}, want: []string{"SINK"}},
+		{name: "create without stream", cfg: Config{StreamCreate: true}, want: []string{"NATS_STREAM_CREATE", "NATS_STREAM"}},
+		{name: "bad stream name", cfg: Config{Stream: "a.b"}, want: []string{"NATS_STREAM"}},
+		{name: "bad stream subject", cfg: Config{Stream: "S", StreamSubjects: []string{"a.>.b"}}, want: []string{"NATS_STREAM_SUBJECTS"}},
+		{name: "negative pending", cfg: Config{MaxPending: -1}, want: []string{"NATS_MAX_PENDING"}},
+		{name: "bad url scheme", cfg: Config{ConnConfig: ConnConfig{URL: "http://x:4222"}}, want: []string{"NATS_URL", "scheme"}},
+		{name: "url password redacted", cfg: Config{ConnConfig: ConnConfig{URL: "http://me:hunter2@x:4222"}}, want: []string{"NATS_URL", "REDACTED"}},
+		{name: "token twice", cfg: Config{ConnConfig: ConnConfig{Token: "a", TokenFile: tokenFile}}, want: []string{"NATS_TOKEN and NATS_TOKEN_FILE"}},
+		{name: "two methods", cfg: Config{ConnConfig: ConnConfig{Token: "a", User: "u"}}, want: []string{"NATS_TOKEN", "NATS_USER", "one NATS authentication method"}},
+		{name: "password without user", cfg: Config{ConnConfig: ConnConfig{Password: "p"}}, want: []string{"NATS_PASSWORD", "NATS_USER"}},
+		{name: "cert without key", cfg: Config{ConnConfig: ConnConfig{TLSCertFile: "c.pem"}}, want: []string{"NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			mustContain(t, err, tt.want...)
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error leaks the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestAuthOptionsFiles(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	tests := []struct {
+		name string
+		cfg  ConnConfig
+		want string
+	}{
+		{"token file", ConnConfig{TokenFile: missing}, "NATS_TOKEN_FILE"},
+		{"password file", ConnConfig{User: "u", PasswordFile: missing}, "NATS_PASSWORD_FILE"},
+		{"creds file", ConnConfig{CredsFile: missing}, "NATS_CREDS_FILE"},
+		{"nkey seed", ConnConfig{NKeySeedFile: missing}, "NATS_NKEY_SEED_FILE"},
+		{"ca file", ConnConfig{TLSCAFile: missing}, "NATS_TLS_CA_FILE"},
+		{"cert file", ConnConfig{TLSCertFile: missing, TLSKeyFile: missing}, "NATS_TLS_CERT_FILE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.cfg.AuthOptions()
+			mustContain(t, err, tt.want)
+		})
+	}
+}
+
+func TestSubjectCovers(t *testing.T) {
+	tests := []struct {
+		p, q string
+		want bool
+	}{
+		{"aviso.*", "aviso.dlq", true},
+		{"aviso.*", "aviso.*", true},
+		{"aviso.>", "aviso.*.*", true},
+		{"aviso.>", "aviso", false},
+		{"aviso.*", "aviso.a.b", false},
+		{"aviso.dlq", "aviso.*", false},
+		{"aviso.*", "aviso.>", false},
+		{">", "a.b.c", true},
+		{"a.b", "a.b", true},
+		{"a.b", "a.c", false},
+	}
+	for _, tt := range tests {
+		if got := subjectCovers(tt.p, tt.q); got != tt.want {
+			t.Errorf("subjectCovers(%q, %q) = %v, want %v", tt.p, tt.q, got, tt.want)
+		}
+	}
+}
+
+func TestStreamSubjectsDefault(t *testing.T) {
+	tests := []struct {
+		subject, dlq string
+		explicit     []string
+		want         []string
+	}{
+		{"", "", nil, []string{"aviso.*"}},
+		{"aviso.{event_type}.{identifier.date}", "", nil, []string{"aviso.*.*", "aviso.dlq"}},
+		{"", "dead.{event_type}", nil, []string{"aviso.*", "dead.*"}},
+		{"", "", []string{"x.>"}, []string{"x.>"}},
+	}
+	for _, tt := range tests {
+		c, err := Config{Subject: tt.subject, DLQSubject: tt.dlq, StreamSubjects: tt.explicit}.compile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.streamSubjects(); !slices.Equal(got, tt.want) {
+			t.Errorf("subject %q dlq %q: stream subjects %q, want %q", tt.subject, tt.dlq, got, tt.want)
+		}
+	}
+}
+
+func TestDuplicateWindow(t *testing.T) {
+	tests := []struct {
+		interval, shutdown, want time.Duration
+	}{
+		{0, 0, 2 * time.Minute},
+		{time.Second, 20 * time.Second, 2 * time.Minute},
+		{time.Minute, 2 * time.Minute, 6 * time.Minute},
+	}
+	for _, tt := range tests {
+		got := Config{CheckpointInterval: tt.interval, ShutdownTimeout: tt.shutdown}.DuplicateWindow()
+		if got != tt.want {
+			t.Errorf("DuplicateWindow(%v, %v) = %v, want %v", tt.interval, tt.shutdown, got, tt.want)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nats://u:p@host:4222", "nats://u:REDACTED@host:4222"},
+		{"nats://tok@host:4222", "nats://REDACTED@host:4222"},
+		{"host:4222", "host:4222"},
+		{"nats://host:4222", "nats://host:4222"},
+	}
+	for _, tt := range tests {
+		if got := redactURL(tt.in); got != tt.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

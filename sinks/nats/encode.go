@@ -1,0 +1,111 @@
+package nats
+
+import (
+	"unicode/utf8"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+)
+
+// Header names of interface.md section 3 and of the dead-letter messages.
+const (
+	HeaderMsgID         = jetstream.MsgIDHeader // "Nats-Msg-Id"
+	HeaderSpecVersion   = "ce-specversion"
+	HeaderID            = "ce-id"
+	HeaderSource        = "ce-source"
+	HeaderType          = "ce-type"
+	HeaderTime          = "ce-time"
+	HeaderDataSchema    = "ce-dataschema"
+	HeaderContentType   = "Content-Type"
+	HeaderDLQKind       = "Aviso-Bridge-Dlq-Kind"
+	HeaderDLQReason     = "Aviso-Bridge-Dlq-Reason"
+	HeaderDLQEvent      = "Aviso-Bridge-Dlq-Event"
+	ContentTypeJSON     = "application/json"
+	ContentTypeCloudEvt = "application/cloudevents+json"
+
+	// maxReasonLen bounds the reason header of a dead letter.
+	maxReasonLen = 1024
+)
+
+// encoder turns notifications into NATS messages.
+type encoder struct {
+	subject    *bridge.Template
+	dlq        *bridge.Template
+	structured bool
+	// stream, when set, is sent as Nats-Expected-Stream (JetStream only).
+	stream string
+}
+
+// message builds the message of n for subject subj. Header keys are set
+// directly (nats.go headers are case-sensitive) with one backing array for
+// all values.
+func (e *encoder) message(n *bridge.Notification, subj string) *natsgo.Msg {
+	var vals [9]string
+	h := make(natsgo.Header, 9)
+	i := 0
+	set := func(k, v string) {
+		vals[i] = v
+		h[k] = vals[i : i+1 : i+1]
+		i++
+	}
+	set(HeaderMsgID, n.ID)
+	if e.stream != "" {
+		set(jetstream.ExpectedStreamHeader, e.stream)
+	}
+	m := &natsgo.Msg{Subject: subj, Header: h}
+	if e.structured {
+		set(HeaderContentType, ContentTypeCloudEvt)
+		m.Data = n.CloudEvent
+		return m
+	}
+	setCE(set, n)
+	set(HeaderContentType, ContentTypeJSON)
+	m.Data = n.Data
+	return m
+}
+
+// setCE sets the ce- headers of n.
+func setCE(set func(k, v string), n *bridge.Notification) {
+	set(HeaderSpecVersion, "1.0")
+	set(HeaderID, n.ID)
+	set(HeaderSource, n.Source)
+	set(HeaderType, n.Type)
+	if n.TimeRaw != "" {
+		set(HeaderTime, n.TimeRaw)
+	}
+	if n.DataSchema != "" {
+		set(HeaderDataSchema, n.DataSchema)
+	}
+}
+
+// deadLetter builds the dead-letter message of dl.
+func (e *encoder) deadLetter(dl bridge.DeadLetter) *natsgo.Msg {
+	h := make(natsgo.Header, 10)
+	set := func(k, v string) { h[k] = []string{v} }
+	var subj string
+	if n := dl.Notification; n != nil {
+		subj = e.dlq.Render(n)
+		setCE(set, n)
+		if n.ID != "" {
+			set(HeaderMsgID, "dlq:"+n.ID)
+		}
+	} else {
+		subj = e.dlq.Render(&bridge.Notification{})
+	}
+	set(HeaderDLQKind, string(dl.Kind))
+	reason := dl.Reason
+	if len(reason) > maxReasonLen {
+		cut := maxReasonLen
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut]
+	}
+	set(HeaderDLQReason, reason)
+	if dl.Kind == bridge.DeadLetterMalformed {
+		set(HeaderDLQEvent, dl.Event)
+	}
+	return &natsgo.Msg{Subject: subj, Header: h, Data: dl.Raw}
+}

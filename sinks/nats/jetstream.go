@@ -1,0 +1,456 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+)
+
+// JetStreamSink is SINK=jetstream: each notification is published with
+// PublishAsync and acknowledged by the stream that stored it.
+//
+// At most NATS_MAX_PENDING publishes await their acks; one goroutine waits
+// on their futures in publish order and feeds Acks. Nats-Msg-Id is the
+// CloudEvent id, so a re-send within the stream's duplicate window (after a
+// failure, or after a restart from an older checkpoint) is acknowledged
+// without being stored twice.
+type JetStreamSink struct {
+	cfg     *compiled
+	enc     encoder
+	nc      *natsgo.Conn
+	js      jetstream.JetStream
+	log     *slog.Logger
+	pubOpts []jetstream.PublishOpt
+
+	acks  chan bridge.Ack
+	queue chan jsPending
+	slots chan struct{} // one token per outstanding publish
+
+	pubMu sync.Mutex // serialises Publish: the queue order is the wire order
+
+	mu          sync.Mutex
+	outstanding int    // accepted publishes whose Ack is not yet on acks
+	broken      bool   // a retryable failure was reported; see Publish
+	lastEpoch   uint64 // reconnect count before the last accepted publish
+	closed      bool
+
+	noStream noStreamCache
+
+	closing chan struct{} // closed by Close: the ack loop exits once the queue is empty
+	abort   chan struct{} // closed when Close's ctx ends: outstanding futures are abandoned
+	done    chan struct{} // closed when the ack loop has exited
+}
+
+type jsPending struct {
+	seq  uint64
+	id   string
+	subj string
+	fut  jetstream.PubAckFuture
+}
+
+// Options are the collaborators of a sink or store.
+type Options struct {
+	// Logger receives connection and configuration events; nil discards.
+	Logger *slog.Logger
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+// New returns the sink that cfg.Mode selects: a *CoreSink for ModeCore,
+// a *JetStreamSink for ModeJetStream.
+func New(ctx context.Context, cfg Config, o Options) (bridge.Sink, error) {
+	switch cfg.Mode {
+	case ModeCore:
+		return NewCoreSink(ctx, cfg, o)
+	case ModeJetStream:
+		return NewJetStreamSink(ctx, cfg, o)
+	}
+	return nil, fmt.Errorf("SINK: %q is not a NATS sink (want %s or %s)", cfg.Mode, ModeCore, ModeJetStream)
+}
+
+// NewJetStreamSink validates cfg, connects, checks (or, with
+// NATS_STREAM_CREATE, creates) the stream and returns a running sink.
+func NewJetStreamSink(ctx context.Context, cfg Config, o Options) (*JetStreamSink, error) {
+	c, err := cfg.compile()
+	if err != nil {
+		return nil, err
+	}
+	log := o.logger()
+	nc, err := Connect(ctx, c.ConnConfig, ConnectOptions{Logger: log, Events: "sink.nats"})
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(c.MaxPending),
+		jetstream.WithPublishAsyncTimeout(c.PublishTimeout),
+		jetstream.WithDefaultTimeout(c.PublishTimeout),
+	)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	s := &JetStreamSink{
+		cfg: c,
+		enc: encoder{subject: c.subject, dlq: c.dlq, structured: c.Format == FormatStructured, stream: c.Stream},
+		nc:  nc,
+		js:  js,
+		log: log,
+		pubOpts: []jetstream.PublishOpt{
+			// A no-responders retry would be sent after later messages:
+			// report it instead and let the pipeline re-publish in order.
+			jetstream.WithRetryAttempts(0),
+			jetstream.WithStallWait(c.PublishTimeout),
+		},
+		acks:    make(chan bridge.Ack, max(c.MaxInFlight, c.MaxPending)),
+		queue:   make(chan jsPending, c.MaxPending),
+		slots:   make(chan struct{}, c.MaxPending),
+		closing: make(chan struct{}),
+		abort:   make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if err := s.setupStream(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	go s.ackLoop()
+	return s, nil
+}
+
+// setupStream checks NATS_STREAM (creating it when NATS_STREAM_CREATE is
+// set) or, without a stream name, that JetStream answers at all.
+func (s *JetStreamSink) setupStream(ctx context.Context) error {
+	c := s.cfg
+	ctx, cancel := deadline(ctx, 2*c.PublishTimeout)
+	defer cancel()
+	want := c.DuplicateWindow()
+	if c.Stream == "" {
+		if _, err := s.js.AccountInfo(ctx); err != nil {
+			return fmt.Errorf("jetstream at NATS_URL %s: %w", redactURLs(c.URL), err)
+		}
+		name, err := s.js.StreamNameBySubject(ctx, c.subject.Wildcard())
+		if err != nil {
+			s.log.Warn("sink.nats.no_stream", "subject", c.subject.Wildcard(), "error", err.Error(),
+				"hint", "no JetStream stream covers NATS_SUBJECT; publishes will be rejected")
+			return nil
+		}
+		s.log.Info("sink.nats.stream", "stream", name, "subject", c.subject.Wildcard())
+		return nil
+	}
+	st, err := s.js.Stream(ctx, c.Stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound) && c.StreamCreate:
+		cfg := jetstream.StreamConfig{
+			Name:        c.Stream,
+			Description: "aviso notifications (created by aviso-bridge)",
+			Subjects:    c.streamSubjects(),
+			Storage:     jetstream.FileStorage,
+			Duplicates:  want,
+		}
+		st, err = s.js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			st, err = s.js.Stream(ctx, c.Stream) // another bridge won the race
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("NATS_STREAM %q: create with subjects %q (NATS_STREAM_SUBJECTS): %w", c.Stream, cfg.Subjects, err)
+		}
+		s.log.Info("sink.nats.stream_created", "stream", c.Stream, "subjects", cfg.Subjects, "duplicates", want.String())
+		return nil
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("NATS_STREAM %q: stream not found (create it, or set NATS_STREAM_CREATE=true): %w", c.Stream, err)
+	}
+	if err != nil {
+		return fmt.Errorf("NATS_STREAM %q: %w", c.Stream, err)
+	}
+	info := st.CachedInfo()
+	if info.Config.Duplicates < want {
+		s.log.Warn("sink.nats.duplicate_window_short", "stream", c.Stream,
+			"duplicates", info.Config.Duplicates.String(), "want", want.String(),
+			"hint", "a restart from an older checkpoint may store re-sent notifications twice")
+	}
+	for _, subj := range []string{c.subject.Wildcard(), c.dlq.Wildcard()} {
+		if !anyCovers(info.Config.Subjects, subj) {
+			s.log.Warn("sink.nats.stream_subjects", "stream", c.Stream, "stream_subjects", info.Config.Subjects,
+				"subject", subj, "hint", "the stream does not capture this subject")
+		}
+	}
+	return nil
+}
+
+// streamSubjects is NATS_STREAM_SUBJECTS or its default.
+func (c *compiled) streamSubjects() []string {
+	if len(c.StreamSubjects) > 0 {
+		return c.StreamSubjects
+	}
+	subs := []string{c.subject.Wildcard()}
+	if d := c.dlq.Wildcard(); !anyCovers(subs, d) {
+		subs = append(subs, d)
+	}
+	return subs
+}
+
+func anyCovers(patterns []string, subj string) bool {
+	for _, p := range patterns {
+		if subjectCovers(p, subj) {
+			return true
+		}
+	}
+	return false
+}
+
+// Acks returns the channel of acknowledgements, in publish order.
+func (s *JetStreamSink) Acks() <-chan bridge.Ack { return s.acks }
+
+// Healthy reports an error while the connection is down.
+func (s *JetStreamSink) Healthy() error { return connHealth(s.nc) }
+
+// Conn returns the sink's connection (for a KV store sharing it, or tests).
+func (s *JetStreamSink) Conn() *natsgo.Conn { return s.nc }
+
+// Publish sends n with PublishAsync and returns; its Ack follows on Acks.
+// It blocks while NATS_MAX_PENDING publishes are outstanding, at most
+// NATS_PUBLISH_TIMEOUT.
+//
+// After a retryable failure has been reported (on Acks or by Publish), or
+// after a reconnect while publishes were outstanding, Publish refuses with
+// ErrEarlierFailed or ErrReconnected (retryable, nothing sent) until every
+// outstanding Ack has been taken from Acks: only then can the pipeline's
+// re-publish from the failed notification keep the stored order.
+func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) error {
+	subj := s.enc.subject.Render(n)
+	if err := checkPublishSubject(subj); err != nil {
+		return bridge.Permanent(fmt.Errorf("publish %s: subject %q (NATS_SUBJECT %q): %w", n.ID, subj, s.enc.subject, err))
+	}
+	m := s.enc.message(n, subj)
+
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	ep := reconnects(s.nc)
+	if err := s.admit(ep); err != nil {
+		<-s.slots
+		return fmt.Errorf("publish %s to subject %q: %w", n.ID, subj, err)
+	}
+	fut, err := s.js.PublishMsgAsync(m, s.pubOpts...)
+	if err != nil {
+		<-s.slots
+		err = s.classify(err, subj, n.ID)
+		if !bridge.IsPermanent(err) {
+			s.mu.Lock()
+			if s.outstanding > 0 {
+				s.broken = true
+			}
+			s.mu.Unlock()
+		}
+		return err
+	}
+	s.mu.Lock()
+	s.outstanding++
+	s.lastEpoch = ep
+	s.mu.Unlock()
+	s.queue <- jsPending{seq: n.Sequence, id: n.ID, subj: subj, fut: fut}
+	return nil
+}
+
+// acquire takes a pending slot, waiting at most the publish timeout.
+func (s *JetStreamSink) acquire(ctx context.Context) error {
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(s.cfg.PublishTimeout)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("nats: %d publishes (NATS_MAX_PENDING) awaiting acks for %v: %w",
+			s.cfg.MaxPending, s.cfg.PublishTimeout, jetstream.ErrTooManyStalledMsgs)
+	}
+}
+
+// admit decides whether a publish may be sent now; ep is the reconnect
+// count read before sending.
+func (s *JetStreamSink) admit(ep uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return admitLocked(&s.closed, &s.broken, s.outstanding, len(s.acks), ep, s.lastEpoch)
+}
+
+// admitLocked is the ordering rule shared by both sinks.
+func admitLocked(closed, broken *bool, outstanding, queuedAcks int, ep, lastEpoch uint64) error {
+	if *closed {
+		return ErrClosed
+	}
+	if *broken {
+		if outstanding > 0 || queuedAcks > 0 {
+			return ErrEarlierFailed
+		}
+		*broken = false
+	}
+	if outstanding > 0 && ep != lastEpoch {
+		*broken = true
+		return ErrReconnected
+	}
+	return nil
+}
+
+// ackLoop waits on the futures in publish order and feeds Acks.
+func (s *JetStreamSink) ackLoop() {
+	defer close(s.done)
+	for {
+		select {
+		case p := <-s.queue:
+			s.await(p)
+		case <-s.closing:
+			for {
+				select {
+				case p := <-s.queue:
+					s.await(p)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (s *JetStreamSink) await(p jsPending) {
+	var err error
+	select {
+	case <-p.fut.Ok():
+	case e := <-p.fut.Err():
+		err = s.classify(e, p.subj, p.id)
+	case <-s.abort:
+		err = fmt.Errorf("publish %s to subject %q: %w before its acknowledgement", p.id, p.subj, ErrClosed)
+	}
+	s.mu.Lock()
+	s.outstanding--
+	if err != nil && !bridge.IsPermanent(err) {
+		s.broken = true
+	}
+	// Under mu, so that Publish sees the Ack queued and outstanding
+	// decremented together.
+	s.acks <- bridge.Ack{Sequence: p.seq, ID: p.id, Err: err}
+	s.mu.Unlock()
+	<-s.slots
+}
+
+// classify wraps a publish error with the message id, subject and stream,
+// as permanent when re-sending cannot succeed.
+func (s *JetStreamSink) classify(err error, subj, id string) error {
+	permanent := isPermanentPublishErr(err)
+	switch {
+	case permanent:
+	case isNoResponders(err):
+		if lookup := s.noStream.check(s.js, subj, s.cfg.PublishTimeout); lookup != nil {
+			err, permanent = fmt.Errorf("%w: %w", err, lookup), true
+		}
+	case errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, natsgo.ErrTimeout):
+		if permissionDenied(s.nc.LastError(), subj) {
+			err, permanent = fmt.Errorf("%w: %w", err, s.nc.LastError()), true
+		}
+	case errors.Is(err, natsgo.ErrReconnectBufExceeded):
+		err = fmt.Errorf("%w (disconnected, reconnecting)", err)
+	}
+	where := fmt.Sprintf("subject %q", subj)
+	if s.cfg.Stream != "" {
+		where += fmt.Sprintf(" (NATS_STREAM %q)", s.cfg.Stream)
+	}
+	return classified(fmt.Errorf("jetstream publish %s to %s: %w", id, where, err), permanent)
+}
+
+// noStreamCache remembers, per subject and briefly, whether a stream
+// covers it, so that a window of no-responders failures costs one look-up.
+type noStreamCache struct {
+	mu   sync.Mutex
+	subj string
+	at   time.Time
+	err  error
+}
+
+// check returns a non-nil error when the server says that no stream
+// covers subj. Any failure to ask is nil: the publish stays retryable
+// (the stream may be between leaders, or JetStream restarting).
+func (c *noStreamCache) check(js jetstream.JetStream, subj string, timeout time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.subj == subj && time.Since(c.at) < time.Second {
+		return c.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_, err := js.StreamNameBySubject(ctx, subj)
+	var res error
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		res = errors.New("no JetStream stream captures the subject")
+	}
+	c.subj, c.at, c.err = subj, time.Now(), res
+	return res
+}
+
+// DeadLetter publishes dl to BRIDGE_DLQ_SUBJECT and waits for the stream's
+// acknowledgement (the dead-letter subject need not be in NATS_STREAM).
+func (s *JetStreamSink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
+	m := s.enc.deadLetter(dl)
+	if err := checkPublishSubject(m.Subject); err != nil {
+		return bridge.Permanent(fmt.Errorf("dead letter: subject %q (BRIDGE_DLQ_SUBJECT %q): %w", m.Subject, s.enc.dlq, err))
+	}
+	ctx, cancel := deadline(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		permanent := isPermanentPublishErr(err)
+		if !permanent && isNoResponders(err) {
+			if lookup := s.noStream.check(s.js, m.Subject, s.cfg.PublishTimeout); lookup != nil {
+				err, permanent = fmt.Errorf("%w: %w", err, lookup), true
+			}
+		}
+		return classified(fmt.Errorf("dead letter (%s) to subject %q (BRIDGE_DLQ_SUBJECT): %w", dl.Kind, m.Subject, err), permanent)
+	}
+	return nil
+}
+
+// Close stops accepting publishes, waits until ctx is done for the
+// outstanding acknowledgements (delivering each on Acks), then closes the
+// connection. Acks is not closed.
+func (s *JetStreamSink) Close(ctx context.Context) error {
+	s.pubMu.Lock()
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	s.pubMu.Unlock()
+	if already {
+		<-s.done
+		return nil
+	}
+	close(s.closing)
+	var err error
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		close(s.abort)
+		<-s.done
+		err = fmt.Errorf("jetstream sink: close: acknowledgements still outstanding: %w", ctx.Err())
+	}
+	s.nc.Close()
+	return err
+}

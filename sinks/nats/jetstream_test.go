@@ -1,0 +1,426 @@
+package nats
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
+)
+
+// wantHeaders is interface.md section 3 for n, plus extra.
+func wantHeaders(n *bridge.Notification, format Format, extra map[string]string) natsgo.Header {
+	h := natsgo.Header{"Nats-Msg-Id": {n.ID}}
+	if format == FormatStructured {
+		h["Content-Type"] = []string{"application/cloudevents+json"}
+	} else {
+		h["ce-specversion"] = []string{"1.0"}
+		h["ce-id"] = []string{n.ID}
+		h["ce-source"] = []string{n.Source}
+		h["ce-type"] = []string{n.Type}
+		h["ce-time"] = []string{n.TimeRaw}
+		if n.DataSchema != "" {
+			h["ce-dataschema"] = []string{n.DataSchema}
+		}
+		h["Content-Type"] = []string{"application/json"}
+	}
+	for k, v := range extra {
+		h[k] = []string{v}
+	}
+	return h
+}
+
+func headersEqual(a, b natsgo.Header) bool {
+	return maps.EqualFunc(a, b, func(x, y []string) bool { return strings.Join(x, "\x00") == strings.Join(y, "\x00") })
+}
+
+func TestJetStreamMessageFormat(t *testing.T) {
+	srv := natstest.NewServer(t)
+	js := avisoStream(t, srv)
+	// One notification with no dataschema and an odd identifier, to see
+	// the optional header dropped and each value encoded into one token.
+	odd := natstest.Notifications("my.event", 7, 1, 200)[0]
+	odd.DataSchema = ""
+	odd.Identifier = []byte(`{"date":"a b*>%.c","step":12}`)
+
+	tests := []struct {
+		name    string
+		cfg     Config
+		ns      []*bridge.Notification
+		subject []string
+		extra   map[string]string
+	}{
+		{
+			name:    "binary",
+			cfg:     Config{Format: FormatBinary, Subject: "aviso.b.{event_type}"},
+			ns:      natstest.Notifications("mars", 1, 3, 600),
+			subject: []string{"aviso.b.mars", "aviso.b.mars", "aviso.b.mars"},
+		},
+		{
+			name:    "structured with expected stream",
+			cfg:     Config{Format: FormatStructured, Subject: "aviso.s.{event_type}", Stream: "AVISO"},
+			ns:      natstest.Notifications("venus", 1, 2, 100),
+			subject: []string{"aviso.s.venus", "aviso.s.venus"},
+			extra:   map[string]string{jetstream.ExpectedStreamHeader: "AVISO"},
+		},
+		{
+			name:    "template encoding",
+			cfg:     Config{Subject: "aviso.t.{event_type}.{identifier.date}.{identifier.step}.{identifier.missing}.{sequence}"},
+			ns:      []*bridge.Notification{odd},
+			subject: []string{"aviso.t.my%2Eevent.a%20b%2A%3E%25%2Ec.12._.7"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newJetStreamSink(t, srv, tt.cfg, nil)
+			for i, a := range publishAll(t, s, tt.ns) {
+				if a.Err != nil || a.ID != tt.ns[i].ID || a.Sequence != tt.ns[i].Sequence {
+					t.Fatalf("ack %d = %+v", i, a)
+				}
+			}
+			msgs := natstest.ReadStream(t, js, "AVISO", tt.subject[0][:len("aviso.x")]+".>")
+			if len(msgs) != len(tt.ns) {
+				t.Fatalf("stream holds %d messages, want %d", len(msgs), len(tt.ns))
+			}
+			for i, m := range msgs {
+				n := tt.ns[i]
+				if m.Subject() != tt.subject[i] {
+					t.Errorf("message %d subject %q, want %q", i, m.Subject(), tt.subject[i])
+				}
+				want := wantHeaders(n, s.cfg.Format, tt.extra)
+				if !headersEqual(m.Headers(), want) {
+					t.Errorf("message %d headers\n got %v\nwant %v", i, m.Headers(), want)
+				}
+				body := []byte(n.Data)
+				if s.cfg.Format == FormatStructured {
+					body = n.CloudEvent
+				}
+				if !bytes.Equal(m.Data(), body) {
+					t.Errorf("message %d body\n got %s\nwant %s", i, m.Data(), body)
+				}
+			}
+		})
+	}
+}
+
+// A restart from an older checkpoint re-sends a range: JetStream must
+// acknowledge the re-sends as duplicates and store nothing twice.
+func TestJetStreamDeduplicatesResend(t *testing.T) {
+	srv := natstest.NewServer(t)
+	js := avisoStream(t, srv)
+	ns := natstest.Notifications("mars", 1, 150, 300)
+
+	first := newJetStreamSink(t, srv, Config{Stream: "AVISO"}, nil)
+	publishAll(t, first, ns[:100])
+	ctx := testCtx(t, 10*time.Second)
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// "Restart" with a checkpoint at 49: re-publish 50..150.
+	second := newJetStreamSink(t, srv, Config{Stream: "AVISO"}, nil)
+	for _, a := range publishAll(t, second, ns[49:]) {
+		if a.Err != nil {
+			t.Fatalf("ack %s: %v", a.ID, a.Err)
+		}
+	}
+	msgs := natstest.ReadStream(t, js, "AVISO", "")
+	if len(msgs) != len(ns) {
+		t.Fatalf("stream holds %d messages, want %d", len(msgs), len(ns))
+	}
+	for i, m := range msgs {
+		if got := m.Headers().Get("Nats-Msg-Id"); got != ns[i].ID {
+			t.Fatalf("stream message %d is %s, want %s", i+1, got, ns[i].ID)
+		}
+	}
+}
+
+func TestJetStreamPermanentErrors(t *testing.T) {
+	srv := natstest.NewServer(t, natstest.WithMaxPayload(8*1024))
+	avisoStream(t, srv)
+	srv.CreateStream(t, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
+	srv.CreateStream(t, jetstream.StreamConfig{Name: "SMALL", Subjects: []string{"small.>"}, MaxMsgSize: 1024})
+
+	small := natstest.Notifications("mars", 1, 1, 100)
+	big := natstest.Notifications("mars", 2, 1, 16*1024)
+	medium := natstest.Notifications("mars", 3, 1, 2048)
+
+	tests := []struct {
+		name string
+		cfg  Config
+		n    *bridge.Notification
+		sync bool     // Publish itself refuses
+		want []string // in the error text
+	}{
+		{"no stream", Config{Subject: "nowhere.{event_type}"}, small[0], false,
+			[]string{`"nowhere.mars"`, "no response from stream", "no JetStream stream captures the subject"}},
+		{"wrong expected stream", Config{Stream: "OTHER"}, small[0], false,
+			[]string{`"aviso.mars"`, `NATS_STREAM "OTHER"`, "expected stream does not match"}},
+		{"over server max payload", Config{}, big[0], true,
+			[]string{`"aviso.mars"`, "maximum payload exceeded"}},
+		{"over stream max message size", Config{Subject: "small.{event_type}"}, medium[0], false,
+			[]string{`"small.mars"`, "message size exceeds maximum allowed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newJetStreamSink(t, srv, tt.cfg, nil)
+			err := s.Publish(testCtx(t, 10*time.Second), tt.n)
+			if tt.sync {
+				if !bridge.IsPermanent(err) {
+					t.Fatalf("Publish = %v, want a permanent error", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("Publish: %v", err)
+				}
+				a := nextAck(t, s)
+				err = a.Err
+				if !bridge.IsPermanent(err) {
+					t.Fatalf("ack error %v, want permanent", err)
+				}
+			}
+			mustContain(t, err, tt.want...)
+			mustContain(t, err, tt.n.ID)
+
+			// A permanent failure does not block the next publish.
+			ok := natstest.Notifications("mars", 100, 1, 100)[0]
+			if err := s.Publish(testCtx(t, 10*time.Second), ok); err != nil {
+				t.Fatalf("Publish after a permanent failure: %v", err)
+			}
+			nextAck(t, s)
+		})
+	}
+}
+
+// The NATS server stops for a few seconds mid-stream and restarts on the
+// same port and store: nothing is lost, nothing stored twice, and the
+// stream order is the publish order.
+func TestJetStreamOutageKeepsOrder(t *testing.T) {
+	srv := natstest.NewServer(t)
+	js := avisoStream(t, srv)
+	var logs logBuffer
+	s := newJetStreamSink(t, srv, Config{Stream: "AVISO", PublishTimeout: 2 * time.Second, MaxPending: 64}, logs.logger())
+
+	ns := natstest.Notifications("mars", 1, 4000, 600)
+	type result struct {
+		st  natstest.DriveStats
+		err error
+	}
+	retried := make(chan error, 1)
+	res := make(chan result, 1)
+	go func() {
+		st, err := natstest.Drive(testCtx(t, 60*time.Second), s, ns, natstest.DriveConfig{
+			Window:  64,
+			Backoff: 100 * time.Millisecond,
+			OnReject: func(n *bridge.Notification, err error) error {
+				return fmt.Errorf("unexpected permanent failure of %s: %w", n.ID, err)
+			},
+			OnRetry: func(n *bridge.Notification, err error) {
+				select {
+				case retried <- err:
+				default:
+				}
+			},
+		})
+		res <- result{st, err}
+	}()
+
+	waitFor(t, 20*time.Second, "500 stored messages", func() bool { return streamMsgs(js) >= 500 })
+	srv.Shutdown()
+	down := time.Now()
+	waitFor(t, 10*time.Second, "the sink to report the outage", func() bool { return s.Healthy() != nil })
+	select {
+	case err := <-retried:
+		if bridge.IsPermanent(err) {
+			t.Fatalf("outage reported as permanent: %v", err)
+		}
+		t.Logf("first retryable failure: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the driver saw no failure while the server was down")
+	}
+	// Keep the server down for a few seconds: several reconnect attempts
+	// and re-publish rounds fail in between.
+	<-time.After(3*time.Second - time.Since(down))
+	srv.Restart()
+
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("Drive: %v", r.err)
+	}
+	if r.st.Retries == 0 {
+		t.Fatal("no re-publish round: the outage was not exercised")
+	}
+	t.Logf("publishes %d, re-publish rounds %d", r.st.Publishes, r.st.Retries)
+	if s.Healthy() != nil {
+		t.Errorf("Healthy after reconnect: %v", s.Healthy())
+	}
+	msgs := natstest.ReadStream(t, srv.JetStream(t), "AVISO", "")
+	if len(msgs) != len(ns) {
+		t.Fatalf("stream holds %d messages, want %d", len(msgs), len(ns))
+	}
+	for i, m := range msgs {
+		if got := m.Headers().Get("Nats-Msg-Id"); got != ns[i].ID {
+			t.Fatalf("stream message %d is %s, want %s (order broken)", i+1, got, ns[i].ID)
+		}
+	}
+	for _, ev := range []string{"sink.nats.disconnected", "sink.nats.reconnected"} {
+		if !strings.Contains(logs.String(), ev) {
+			t.Errorf("log has no %s event", ev)
+		}
+	}
+}
+
+func streamMsgs(js jetstream.JetStream) uint64 {
+	ctx, cancel := contextTimeout(2 * time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "AVISO")
+	if err != nil {
+		return 0
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.Msgs
+}
+
+// After a reported retryable failure the sink refuses later publishes
+// until every outstanding ack has been taken, then accepts again.
+func TestJetStreamFailFastUntilDrained(t *testing.T) {
+	srv := natstest.NewServer(t)
+	avisoStream(t, srv)
+	s := newJetStreamSink(t, srv, Config{Stream: "AVISO", PublishTimeout: time.Second}, nil)
+	ns := natstest.Notifications("mars", 1, 10, 100)
+	ctx := testCtx(t, 30*time.Second)
+
+	srv.Shutdown()
+	waitFor(t, 10*time.Second, "disconnect", func() bool { return s.Healthy() != nil })
+	err := s.Publish(ctx, ns[0])
+	if err == nil || bridge.IsPermanent(err) {
+		t.Fatalf("Publish while disconnected = %v, want a retryable error", err)
+	}
+	srv.Restart()
+	waitFor(t, 10*time.Second, "reconnect", func() bool { return s.Healthy() == nil })
+
+	// Nothing outstanding: the failure above does not block.
+	if err := s.Publish(ctx, ns[0]); err != nil {
+		t.Fatalf("Publish after reconnect: %v", err)
+	}
+	if a := nextAck(t, s); a.Err != nil {
+		t.Fatal(a.Err)
+	}
+
+	// Simulate a reported failure with one publish outstanding.
+	if err := s.Publish(ctx, ns[1]); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.broken = true
+	s.mu.Unlock()
+	if err := s.Publish(ctx, ns[2]); !errors.Is(err, ErrEarlierFailed) {
+		t.Fatalf("Publish with a failure reported and an ack outstanding = %v, want ErrEarlierFailed", err)
+	}
+	waitFor(t, 10*time.Second, "the ack on the channel", func() bool { return len(s.Acks()) == 1 })
+	if err := s.Publish(ctx, ns[2]); !errors.Is(err, ErrEarlierFailed) {
+		t.Fatalf("Publish with an ack not yet taken = %v, want ErrEarlierFailed", err)
+	}
+	nextAck(t, s)
+	if err := s.Publish(ctx, ns[2]); err != nil {
+		t.Fatalf("Publish after all acks were taken: %v", err)
+	}
+	nextAck(t, s)
+}
+
+func TestJetStreamStreamSetup(t *testing.T) {
+	srv := natstest.NewServer(t)
+	srv.CreateStream(t, jetstream.StreamConfig{Name: "SHORT", Subjects: []string{"short.>"}, Duplicates: 30 * time.Second})
+	js := srv.JetStream(t)
+
+	t.Run("create", func(t *testing.T) {
+		newJetStreamSink(t, srv, Config{Stream: "NEW", StreamCreate: true, Subject: "new.{event_type}",
+			DLQSubject: "newdlq.{event_type}", ShutdownTimeout: time.Minute}, nil)
+		st, err := js.Stream(testCtx(t, 5*time.Second), "NEW")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		if want := []string{"new.*", "newdlq.*"}; strings.Join(cfg.Subjects, ",") != strings.Join(want, ",") {
+			t.Errorf("subjects %q, want %q", cfg.Subjects, want)
+		}
+		if cfg.Storage != jetstream.FileStorage {
+			t.Errorf("storage %v, want file", cfg.Storage)
+		}
+		if want := 2 * (time.Second + time.Minute); cfg.Duplicates != want {
+			t.Errorf("duplicate window %v, want %v", cfg.Duplicates, want)
+		}
+	})
+	t.Run("existing stream kept, short window warned", func(t *testing.T) {
+		var logs logBuffer
+		newJetStreamSink(t, srv, Config{Stream: "SHORT", StreamCreate: true, Subject: "short.{event_type}"}, logs.logger())
+		st, err := js.Stream(testCtx(t, 5*time.Second), "SHORT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := st.CachedInfo().Config.Duplicates; d != 30*time.Second {
+			t.Errorf("duplicate window changed to %v", d)
+		}
+		if !strings.Contains(logs.String(), "sink.nats.duplicate_window_short") {
+			t.Errorf("no duplicate window warning in %s", logs.String())
+		}
+	})
+	t.Run("missing stream", func(t *testing.T) {
+		_, err := NewJetStreamSink(testCtx(t, 10*time.Second), Config{ConnConfig: ConnConfig{URL: srv.URL}, Stream: "MISSING"}, Options{})
+		mustContain(t, err, "NATS_STREAM", "MISSING", "not found")
+	})
+}
+
+func TestJetStreamDeadLetter(t *testing.T) {
+	srv := natstest.NewServer(t)
+	js := avisoStream(t, srv)
+	s := newJetStreamSink(t, srv, Config{Stream: "AVISO", DLQSubject: "aviso.dlq.{event_type}"}, nil)
+	n := natstest.Notifications("mars", 42, 1, 100)[0]
+	ctx := testCtx(t, 10*time.Second)
+
+	if err := s.DeadLetter(ctx, bridge.DeadLetter{Kind: bridge.DeadLetterRejected, Notification: n,
+		Raw: n.CloudEvent, Reason: "too large"}); err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte(`{"id":"broken`)
+	if err := s.DeadLetter(ctx, bridge.DeadLetter{Kind: bridge.DeadLetterMalformed, Raw: raw,
+		Event: "live-notification", Reason: "unexpected end of JSON input"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := natstest.ReadStream(t, js, "AVISO", "aviso.dlq.>")
+	if len(msgs) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(msgs))
+	}
+	wantRejected := wantHeaders(n, FormatBinary, map[string]string{
+		"Nats-Msg-Id": "dlq:mars@42", "Aviso-Bridge-Dlq-Kind": "rejected", "Aviso-Bridge-Dlq-Reason": "too large"})
+	delete(wantRejected, "Content-Type")
+	checkMsg(t, msgs[0], "aviso.dlq.mars", wantRejected, n.CloudEvent)
+	checkMsg(t, msgs[1], "aviso.dlq._", natsgo.Header{
+		"Aviso-Bridge-Dlq-Kind":   {"malformed"},
+		"Aviso-Bridge-Dlq-Reason": {"unexpected end of JSON input"},
+		"Aviso-Bridge-Dlq-Event":  {"live-notification"},
+	}, raw)
+}
+
+func checkMsg(t *testing.T, m jetstream.Msg, subject string, h natsgo.Header, body []byte) {
+	t.Helper()
+	if m.Subject() != subject {
+		t.Errorf("subject %q, want %q", m.Subject(), subject)
+	}
+	if !headersEqual(m.Headers(), h) {
+		t.Errorf("headers\n got %v\nwant %v", m.Headers(), h)
+	}
+	if !bytes.Equal(m.Data(), body) {
+		t.Errorf("body %q, want %q", m.Data(), body)
+	}
+}
