@@ -23,6 +23,9 @@ const (
 	HeaderDLQKind   = "aviso_bridge_dlq_kind"
 	HeaderDLQReason = "aviso_bridge_dlq_reason"
 	HeaderDLQEvent  = "aviso_bridge_dlq_event"
+	// HeaderDLQBodyOmitted is set (to the body's size in bytes) on a dead
+	// letter whose body was itself too large for the dead-letter topic.
+	HeaderDLQBodyOmitted = "aviso_bridge_dlq_body_omitted"
 
 	ContentTypeJSON       = "application/json"
 	ContentTypeCloudEvent = "application/cloudevents+json"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -559,7 +560,18 @@ func (s *Sink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
 		h = append(h, kafkago.Header{Key: HeaderDLQEvent, Value: []byte(dl.Event)})
 	}
 	m.Headers = h
-	if err := s.syncW.WriteMessages(ctx, m); err != nil {
+	err := s.syncW.WriteMessages(ctx, m)
+	if err != nil && (classify(err) == tooLarge || errors.As(err, new(kafkago.MessageTooLargeError))) {
+		// The body that was too large for the sink is usually too large for
+		// the dead-letter topic as well: keep the headers (ce_id names the
+		// notification) and say the body was left out.
+		size := len(m.Value)
+		m.Value = nil
+		m.Headers = append(m.Headers, kafkago.Header{Key: HeaderDLQBodyOmitted, Value: []byte(strconv.Itoa(size))})
+		s.log.Warn("kafka.deadletter.body_omitted", "topic", topic, "bytes", size, "error", err.Error())
+		err = s.syncW.WriteMessages(ctx, m)
+	}
+	if err != nil {
 		return fmt.Errorf("dead letter: %w", s.publishError(ctx, err, topic, -1, 1))
 	}
 	return nil

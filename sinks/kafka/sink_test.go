@@ -90,8 +90,12 @@ func seqOf(t *testing.T, r *kgo.Record) uint64 {
 // the number of duplicate records.
 func checkOrdered(t *testing.T, recs []*kgo.Record, want []uint64) int {
 	t.Helper()
+	type tp struct {
+		topic     string
+		partition int32
+	}
 	seen := map[uint64]bool{}
-	last := map[int32]uint64{}
+	last := map[tp]uint64{}
 	dups := 0
 	for _, r := range recs {
 		s := seqOf(t, r)
@@ -100,10 +104,11 @@ func checkOrdered(t *testing.T, recs []*kgo.Record, want []uint64) int {
 			continue
 		}
 		seen[s] = true
-		if prev, ok := last[r.Partition]; ok && s <= prev {
-			t.Fatalf("partition %d: sequence %d stored after %d (offset %d)", r.Partition, s, prev, r.Offset)
+		at := tp{r.Topic, r.Partition}
+		if prev, ok := last[at]; ok && s <= prev {
+			t.Fatalf("%s partition %d: sequence %d stored after %d (offset %d)", r.Topic, r.Partition, s, prev, r.Offset)
 		}
-		last[r.Partition] = s
+		last[at] = s
 	}
 	for _, s := range want {
 		if !seen[s] {
