@@ -110,7 +110,13 @@ func (st *Store) ensureTopic(ctx context.Context, replication int) error {
 		Topic:             st.topic,
 		NumPartitions:     1,
 		ReplicationFactor: replication,
-		ConfigEntries:     []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
+		ConfigEntries: []kafkago.ConfigEntry{
+			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+			// Roll segments hourly so compaction can reach old commits
+			// (the active segment is never compacted; the broker default
+			// is 7 days) and Load reads little.
+			{ConfigName: "segment.ms", ConfigValue: "3600000"},
+		},
 	}}})
 	if err != nil {
 		return fmt.Errorf("KAFKA_CHECKPOINT_TOPIC %q: create: %w", st.topic, err)
