@@ -1,0 +1,389 @@
+package avisotest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Request is one request the server received, recorded on arrival.
+type Request struct {
+	Method, Path string
+	Header       http.Header
+	// Body is the raw request body.
+	Body []byte
+	// EventType, Identifier, FromID and FromDate are parsed from Body on a
+	// best-effort basis ("" / nil when absent or of the wrong type).
+	// FromID is the JSON string value of from_id; HasFromID is true when
+	// from_id was present and not null (whatever its type).
+	EventType  string
+	Identifier json.RawMessage
+	FromID     string
+	HasFromID  bool
+	FromDate   string
+	// RequestID is the X-Request-ID the server answered with.
+	RequestID string
+}
+
+// looseParse fills the body fields of r without validating.
+func (r *Request) looseParse() {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(r.Body, &m) != nil {
+		return
+	}
+	_ = json.Unmarshal(m["event_type"], &r.EventType)
+	if id := m["identifier"]; len(id) > 0 {
+		r.Identifier = id
+	}
+	if v, ok := m["from_id"]; ok && string(v) != "null" {
+		r.HasFromID = true
+		_ = json.Unmarshal(v, &r.FromID)
+	}
+	_ = json.Unmarshal(m["from_date"], &r.FromDate)
+}
+
+var allowedFields = []string{"event_type", "identifier", "from_id", "from_date", "payload"}
+
+// streamRequest is a validated watch or replay request.
+type streamRequest struct {
+	eventType string
+	filter    []condition
+	topic     string
+	fromID    *uint64
+	fromDate  *time.Time
+	// fromDateText is the normalised from_date echoed in replay_started.
+	fromDateText *string
+}
+
+func (r *streamRequest) hasCursor() bool { return r.fromID != nil || r.fromDate != nil }
+
+// parseBody applies aviso's parse rules (section 2.3): INVALID_JSON,
+// INVALID_REQUEST_SHAPE, UNKNOWN_FIELD. The error label of parse errors is
+// always "Invalid Replay Request", as aviso-server 0.7.1 does.
+func parseBody(body []byte) (map[string]json.RawMessage, *apiError) {
+	const label = "Invalid Replay Request"
+	if !json.Valid(body) {
+		var v any
+		err := json.Unmarshal(body, &v)
+		return nil, standardError(400, "INVALID_JSON", label, "Invalid JSON in request body", errText(err, "empty body"))
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil || m == nil {
+		return nil, standardError(400, "INVALID_REQUEST_SHAPE", label, "Invalid request shape", "invalid type: expected a JSON object")
+	}
+	for k := range m {
+		if !slices.Contains(allowedFields, k) {
+			msg := fmt.Sprintf("unknown field `%s`, expected one of `event_type`, `identifier`, `from_id`, `from_date`, `payload`", k)
+			return nil, standardError(400, "UNKNOWN_FIELD", label, "Unknown field in request body", msg)
+		}
+	}
+	shape := func(detail string) *apiError {
+		return standardError(400, "INVALID_REQUEST_SHAPE", label, "Invalid request shape", detail)
+	}
+	for _, k := range []string{"event_type", "identifier"} {
+		if _, ok := m[k]; !ok {
+			return nil, shape(fmt.Sprintf("missing field `%s`", k))
+		}
+	}
+	if !isJSONString(m["event_type"]) {
+		return nil, shape("invalid type for `event_type`: expected a string")
+	}
+	if id := bytes.TrimSpace(m["identifier"]); len(id) == 0 || id[0] != '{' {
+		return nil, shape("invalid type for `identifier`: expected a map")
+	}
+	for _, k := range []string{"from_id", "from_date"} {
+		if v, ok := m[k]; ok && string(v) != "null" && !isJSONString(v) {
+			return nil, shape(fmt.Sprintf("invalid type for `%s`: %s, expected a string", k, jsonKind(v)))
+		}
+	}
+	return m, nil
+}
+
+func errText(err error, def string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return def
+}
+
+func isJSONString(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) > 0 && v[0] == '"'
+}
+
+func jsonKind(v json.RawMessage) string {
+	v = bytes.TrimSpace(v)
+	switch {
+	case len(v) == 0:
+		return "nothing"
+	case v[0] == '{':
+		return "map"
+	case v[0] == '[':
+		return "sequence"
+	case v[0] == 't' || v[0] == 'f':
+		return "boolean `" + string(v) + "`"
+	case v[0] == '"':
+		return "string"
+	}
+	return "integer `" + string(v) + "`"
+}
+
+// validateStream applies the watch/replay validation rules (section 2.3);
+// mode is "watch" or "replay".
+func validateStream(m map[string]json.RawMessage, mode string) (*streamRequest, *apiError) {
+	code, label := "INVALID_WATCH_REQUEST", "Invalid Watch Request"
+	if mode == "replay" {
+		code, label = "INVALID_REPLAY_REQUEST", "Invalid Replay Request"
+	}
+	bad := func(msg, details string) *apiError { return standardError(400, code, label, msg, details) }
+
+	r := &streamRequest{}
+	_ = json.Unmarshal(m["event_type"], &r.eventType)
+	var fromID, fromDate *string
+	for k, dst := range map[string]**string{"from_id": &fromID, "from_date": &fromDate} {
+		if v, ok := m[k]; ok && string(v) != "null" {
+			var s string
+			_ = json.Unmarshal(v, &s)
+			*dst = &s
+		}
+	}
+	if fromID != nil && fromDate != nil {
+		return nil, bad("Cannot specify both from_id and from_date", "from_id and from_date are mutually exclusive; use only one")
+	}
+	if fromID != nil {
+		t := strings.TrimSpace(*fromID)
+		if t == "" {
+			return nil, bad("Invalid from_id", "from_id cannot be empty")
+		}
+		n, err := strconv.ParseUint(strings.TrimPrefix(t, "+"), 10, 64)
+		if err != nil || strings.HasPrefix(t, "+-") || strings.HasPrefix(t, "++") {
+			return nil, bad("Invalid from_id", fmt.Sprintf("from_id must be a non-negative integer, got %q", *fromID))
+		}
+		r.fromID = &n
+	}
+	if fromDate != nil {
+		t, err := parseFromDate(*fromDate)
+		if err != nil {
+			return nil, bad("Invalid from_date", err.Error())
+		}
+		r.fromDate = &t
+		s := t.Format(time.RFC3339Nano)
+		r.fromDateText = &s
+	}
+	if mode == "replay" && !r.hasCursor() {
+		msg := "Replay endpoint requires either from_id or from_date parameter. Use /watch for live-only notifications."
+		return nil, bad(msg, msg)
+	}
+
+	var ident map[string]json.RawMessage
+	if err := json.Unmarshal(m["identifier"], &ident); err != nil {
+		return nil, bad("Invalid identifier", err.Error())
+	}
+	keys := make([]string, 0, len(ident))
+	for k := range ident {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	topic := []string{r.eventType}
+	for _, k := range keys {
+		c, err := parseCondition(k, ident[k])
+		if err != nil {
+			return nil, bad("Invalid identifier", err.Error())
+		}
+		r.filter = append(r.filter, c)
+		if c.op == "" {
+			topic = append(topic, c.vals[0])
+		} else {
+			topic = append(topic, "*")
+		}
+	}
+	r.topic = strings.Join(topic, ".")
+	return r, nil
+}
+
+// parseFromDate accepts the from_date formats of section 2.4.
+func parseFromDate(s string) (time.Time, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return time.Time{}, fmt.Errorf("from_date cannot be empty")
+	}
+	if digits := strings.TrimPrefix(t, "+"); digits != "" && strings.Trim(digits, "0123456789") == "" {
+		sig := strings.TrimLeft(digits, "0")
+		n, err := strconv.ParseInt(orZero(sig), 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("from_date %q: timestamp out of range", s)
+		}
+		if len(sig) <= 11 {
+			return time.Unix(n, 0).UTC(), nil
+		}
+		return time.UnixMilli(n).UTC(), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05Z07:00"} {
+		if v, err := time.Parse(layout, t); err == nil {
+			return v.UTC(), nil
+		}
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05", "2006-01-02 15:04:05"} {
+		if v, err := time.ParseInLocation(layout, t, time.UTC); err == nil {
+			return v, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("from_date %q is not RFC 3339, 'YYYY-MM-DD HH:MM:SS[+offset]', or a unix timestamp", s)
+}
+
+func orZero(s string) string {
+	if s == "" {
+		return "0"
+	}
+	return s
+}
+
+// condition is one identifier key of a watch/replay request. op is "" for a
+// scalar (string equality) or one of the constraint operators.
+type condition struct {
+	key  string
+	op   string
+	vals []string  // scalar, eq, in
+	nums []float64 // gt, gte, lt, lte (1), between (2)
+}
+
+var operators = []string{"eq", "in", "gt", "gte", "lt", "lte", "between"}
+
+func parseCondition(key string, v json.RawMessage) (condition, error) {
+	c := condition{key: key}
+	v = bytes.TrimSpace(v)
+	switch {
+	case string(v) == "null":
+		return c, fmt.Errorf("identifier %q: null is not allowed", key)
+	case v[0] == '[':
+		return c, fmt.Errorf("identifier %q: arrays are not allowed", key)
+	case v[0] != '{':
+		s, err := scalarText(v)
+		if err != nil {
+			return c, fmt.Errorf("identifier %q: %w", key, err)
+		}
+		c.vals = []string{s}
+		return c, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(v, &obj); err != nil {
+		return c, fmt.Errorf("identifier %q: %w", key, err)
+	}
+	if len(obj) != 1 {
+		return c, fmt.Errorf("identifier %q: a constraint object needs exactly one operator, got %d", key, len(obj))
+	}
+	for op, arg := range obj {
+		if !slices.Contains(operators, op) {
+			return c, fmt.Errorf("identifier %q: unknown operator %q (allowed: %s)", key, op, strings.Join(operators, ", "))
+		}
+		c.op = op
+		var args []json.RawMessage
+		if op == "in" || op == "between" {
+			if err := json.Unmarshal(arg, &args); err != nil {
+				return c, fmt.Errorf("identifier %q: %s needs an array", key, op)
+			}
+		} else {
+			args = []json.RawMessage{arg}
+		}
+		if op == "between" && len(args) != 2 {
+			return c, fmt.Errorf("identifier %q: between needs [min,max]", key)
+		}
+		for _, a := range args {
+			s, err := scalarText(bytes.TrimSpace(a))
+			if err != nil {
+				return c, fmt.Errorf("identifier %q: %s: %w", key, op, err)
+			}
+			if op == "eq" || op == "in" {
+				c.vals = append(c.vals, s)
+				continue
+			}
+			f, ok := number(s)
+			if !ok {
+				return c, fmt.Errorf("identifier %q: %s needs numbers, got %q", key, op, s)
+			}
+			c.nums = append(c.nums, f)
+		}
+	}
+	return c, nil
+}
+
+// scalarText converts a JSON scalar to aviso's string form.
+func scalarText(v json.RawMessage) (string, error) {
+	if len(v) == 0 {
+		return "", fmt.Errorf("empty value")
+	}
+	switch v[0] {
+	case '"':
+		var s string
+		err := json.Unmarshal(v, &s)
+		return s, err
+	case '{', '[':
+		return "", fmt.Errorf("nested values are not allowed")
+	case 'n':
+		return "", fmt.Errorf("null is not allowed")
+	}
+	return string(v), nil // number or boolean: its JSON text
+}
+
+func number(s string) (float64, bool) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	return f, err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
+}
+
+// match reports whether a stored identifier satisfies the condition; keys
+// absent from the request are wildcards, keys absent from the notification
+// never match.
+func (c condition) match(ident map[string]string) bool {
+	v, ok := ident[c.key]
+	if !ok {
+		return false
+	}
+	switch c.op {
+	case "":
+		return v == c.vals[0]
+	case "eq", "in":
+		for _, w := range c.vals {
+			if v == w {
+				return true
+			}
+			a, okA := number(v)
+			b, okB := number(w)
+			if okA && okB && a == b {
+				return true
+			}
+		}
+		return false
+	}
+	f, ok := number(v)
+	if !ok {
+		return false
+	}
+	switch c.op {
+	case "gt":
+		return f > c.nums[0]
+	case "gte":
+		return f >= c.nums[0]
+	case "lt":
+		return f < c.nums[0]
+	case "lte":
+		return f <= c.nums[0]
+	case "between":
+		return c.nums[0] <= f && f <= c.nums[1]
+	}
+	return false
+}
+
+func matchAll(conds []condition, ident map[string]string) bool {
+	for _, c := range conds {
+		if !c.match(ident) {
+			return false
+		}
+	}
+	return true
+}
