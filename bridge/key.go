@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/url"
@@ -95,7 +96,9 @@ func CanonicalJSON(raw []byte) ([]byte, error) {
 	if err := d.Decode(&v); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
-	if d.More() {
+	// Decoder.More only looks for another element, so a stray ']' or '}'
+	// after the value would pass it: require the end of the input.
+	if _, err := d.Token(); err != io.EOF {
 		return nil, fmt.Errorf("invalid JSON: trailing data after the value")
 	}
 	var b bytes.Buffer

@@ -106,6 +106,8 @@ func (t *Template) Render(n *Notification) string {
 	}
 	var b strings.Builder
 	b.Grow(len(t.src) + 16)
+	var ids map[string]json.RawMessage // parsed once, on the first identifier placeholder
+	parsed := false
 	for _, p := range t.parts {
 		switch p.kind {
 		case partLiteral:
@@ -117,7 +119,10 @@ func (t *Template) Render(n *Notification) string {
 		case partID:
 			t.writeValue(&b, n.ID)
 		case partIdentifier:
-			v, ok := n.IdentifierValue(p.text)
+			if !parsed {
+				ids, parsed = parseIdentifier(n.Identifier), true
+			}
+			v, ok := lookupIdentifier(ids, p.text)
 			if !ok {
 				b.WriteString(missingValue)
 				continue
@@ -187,13 +192,23 @@ func isAlnum(c byte) bool {
 
 // identifierValue extracts key k from a raw JSON object.
 func identifierValue(obj json.RawMessage, k string) (string, bool) {
+	return lookupIdentifier(parseIdentifier(obj), k)
+}
+
+// parseIdentifier decodes a raw JSON object (nil when it is not one).
+func parseIdentifier(obj json.RawMessage) map[string]json.RawMessage {
 	if len(obj) == 0 {
-		return "", false
+		return nil
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(obj, &m); err != nil {
-		return "", false
+		return nil
 	}
+	return m
+}
+
+// lookupIdentifier returns key k of a parsed identifier as template text.
+func lookupIdentifier(m map[string]json.RawMessage, k string) (string, bool) {
 	raw, ok := m[k]
 	if !ok {
 		return "", false

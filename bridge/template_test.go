@@ -1,0 +1,134 @@
+package bridge_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+)
+
+func tmplNote(identifier string) *bridge.Notification {
+	return &bridge.Notification{EventType: "mars", Sequence: 42, ID: "mars@42", Identifier: json.RawMessage(identifier)}
+}
+
+func TestTemplateRender(t *testing.T) {
+	const ident = `{"class":"od","stream":"en.fc","date":20250101,"step":1.5,"expver":"0001","weird":"a.b*c>d%e f","empty":"","nul":null,"obj":{"b":1, "a":[1, 2]},"utf":"é","dash_ok":"a-b_c"}`
+	tests := []struct {
+		tmpl string
+		enc  bridge.Encoding
+		want string
+	}{
+		// NATS: each value is one token, percent-encoded outside [A-Za-z0-9_-].
+		{"aviso.{event_type}", bridge.EncodeNATSSubject, "aviso.mars"},
+		{"aviso.{event_type}.{identifier.class}.{identifier.stream}", bridge.EncodeNATSSubject, "aviso.mars.od.en%2Efc"},
+		{"x.{identifier.weird}", bridge.EncodeNATSSubject, "x.a%2Eb%2Ac%3Ed%25e%20f"},
+		{"x.{identifier.missing}.{identifier.nul}", bridge.EncodeNATSSubject, "x._._"},
+		{"x.{identifier.empty}", bridge.EncodeNATSSubject, "x._"},
+		{"x.{identifier.date}.{identifier.step}", bridge.EncodeNATSSubject, "x.20250101.1%2E5"},
+		{"x.{identifier.obj}", bridge.EncodeNATSSubject, "x.%7B%22b%22%3A1%2C%22a%22%3A%5B1%2C2%5D%7D"},
+		{"x.{identifier.utf}.{identifier.dash_ok}", bridge.EncodeNATSSubject, "x.%C3%A9.a-b_c"},
+		{"x.{id}.{sequence}", bridge.EncodeNATSSubject, "x.mars%4042.42"},
+		{"static.subject", bridge.EncodeNATSSubject, "static.subject"},
+		// Kafka topics: outside [A-Za-z0-9._-] becomes '_'.
+		{"aviso.{event_type}.{identifier.weird}", bridge.EncodeKafkaTopic, "aviso.mars.a.b_c_d_e_f"},
+		{"aviso-{identifier.stream}-{identifier.utf}", bridge.EncodeKafkaTopic, "aviso-en.fc-__"},
+		{"t.{identifier.missing}", bridge.EncodeKafkaTopic, "t._"},
+		// Keys: verbatim.
+		{"{event_type}", bridge.EncodeNone, "mars"},
+		{"{identifier.class}/{identifier.weird}/{id}", bridge.EncodeNone, "od/a.b*c>d%e f/mars@42"},
+		{"{identifier.missing}", bridge.EncodeNone, "_"},
+		{"", bridge.EncodeNone, ""},
+	}
+	n := tmplNote(ident)
+	for _, tt := range tests {
+		t.Run(tt.tmpl, func(t *testing.T) {
+			tm, err := bridge.ParseTemplate(tt.tmpl, tt.enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tm.Render(n); got != tt.want {
+				t.Fatalf("Render = %q, want %q", got, tt.want)
+			}
+			if tm.String() != tt.tmpl {
+				t.Fatalf("String = %q", tm.String())
+			}
+		})
+	}
+}
+
+func TestTemplateRenderWithoutIdentifier(t *testing.T) {
+	tm, err := bridge.ParseTemplate("a.{identifier.class}", bridge.EncodeNATSSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ident := range []string{"", "null", "[1]", "{bad"} {
+		if got := tm.Render(tmplNote(ident)); got != "a._" {
+			t.Errorf("identifier %q: %q", ident, got)
+		}
+	}
+}
+
+func TestParseTemplateErrors(t *testing.T) {
+	tests := []struct{ tmpl, want string }{
+		{"aviso.{event}", "unknown placeholder {event}"},
+		{"aviso.{identifier.}", "unknown placeholder {identifier.}"},
+		{"aviso.{identifier}", "unknown placeholder {identifier}"},
+		{"aviso.{}", "unknown placeholder {}"},
+		{"aviso.{event_type", "'{' without a matching '}'"},
+		{"aviso.event_type}", "'}' without a matching '{'"},
+		{"a.{x{y}}", "unknown placeholder"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tmpl, func(t *testing.T) {
+			_, err := bridge.ParseTemplate(tt.tmpl, bridge.EncodeNATSSubject)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), `"`+tt.tmpl+`"`) {
+				t.Fatalf("error %q does not quote the template and say %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestTemplateStaticAndWildcard(t *testing.T) {
+	tests := []struct {
+		tmpl     string
+		static   bool
+		wildcard string
+	}{
+		{"aviso.dlq", true, "aviso.dlq"},
+		{"aviso.{event_type}", false, "aviso.*"},
+		{"aviso.{event_type}.{identifier.class}.x", false, "aviso.*.*.x"},
+		{"aviso.pre{event_type}post.end", false, "aviso.*.end"},
+		{"{event_type}", false, "*"},
+		{"a.{event_type}{sequence}.b", false, "a.*.b"},
+		{"a.>", true, "a.>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tmpl, func(t *testing.T) {
+			tm, err := bridge.ParseTemplate(tt.tmpl, bridge.EncodeNATSSubject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tm.Static() != tt.static || tm.Wildcard() != tt.wildcard {
+				t.Fatalf("Static %v Wildcard %q, want %v %q", tm.Static(), tm.Wildcard(), tt.static, tt.wildcard)
+			}
+		})
+	}
+}
+
+func TestIdentifierValue(t *testing.T) {
+	n := tmplNote(`{"s":"x\"y","n":12,"b":true,"z":null,"o":{ "k" : [1, 2] }}`)
+	for k, want := range map[string]string{"s": `x"y`, "n": "12", "b": "true", "o": `{"k":[1,2]}`} {
+		if v, ok := n.IdentifierValue(k); !ok || v != want {
+			t.Errorf("IdentifierValue(%q) = %q, %v; want %q", k, v, ok, want)
+		}
+	}
+	for _, k := range []string{"z", "absent"} {
+		if v, ok := n.IdentifierValue(k); ok {
+			t.Errorf("IdentifierValue(%q) = %q, true; want absent", k, v)
+		}
+	}
+}
