@@ -1,0 +1,655 @@
+// Package supervisor turns single aviso connections (package aviso) into one
+// resilient stream: it reconnects through disconnects, server restarts,
+// stalls, throttling and credential rotation, resumes from the right cursor,
+// drops duplicates, and hands every notification once per process to the
+// bridge pipeline (package bridge), in sequence order.
+//
+// Data flow: aviso (SSE bytes -> frames) -> supervisor (cursor, reconnects,
+// deduplication) -> bridge (ordered window, sink, checkpoint).
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aviso-bridge/aviso-bridge/aviso"
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+)
+
+// Pipeline is what the supervisor feeds: *bridge.Pipeline satisfies it.
+type Pipeline interface {
+	// Submit blocks while the in-flight window is full; that time never
+	// counts as server silence.
+	Submit(ctx context.Context, n *bridge.Notification) error
+	DeadLetter(ctx context.Context, dl bridge.DeadLetter) error
+}
+
+// Start is where the first request starts. A checkpoint wins over FromID and
+// FromDate; with none of them the watch starts live from now.
+type Start struct {
+	// Checkpoint is the committed sequence (HasCheckpoint false: none).
+	Checkpoint    uint64
+	HasCheckpoint bool
+	// FromID is AVISO_FROM_ID: the first sequence to deliver (inclusive).
+	FromID *uint64
+	// FromDate is AVISO_FROM_DATE, sent verbatim until the first notification.
+	FromDate string
+}
+
+// Config configures a Supervisor.
+type Config struct {
+	Client     *aviso.Client
+	Mode       aviso.Mode
+	EventType  string
+	Identifier json.RawMessage
+	Start      Start
+	Pipeline   Pipeline
+	// DeadLetterMalformed sends undecodable frames to the dead-letter
+	// destination (BRIDGE_ON_REJECT=dlq).
+	DeadLetterMalformed bool
+	Logger              *slog.Logger
+	Metrics             *bridge.Metrics
+	Clock               Clock
+	// Backoff for transport failures (default 250 ms doubling to 30 s).
+	Backoff Backoff
+	// ShutdownDelay is the wait after a server_shutdown close (default 5 s).
+	ShutdownDelay time.Duration
+	// ShortSession: immediate reconnects after sessions shorter than this
+	// back off instead (default 1 s).
+	ShortSession time.Duration
+	// ProgressInterval bounds the INFO progress lines while catching up (default 5 s).
+	ProgressInterval time.Duration
+	// MaxSequenceErrors is how many consecutive aviso error frames naming the
+	// same sequence, with no progress in between, the supervisor retries
+	// before it gives that sequence up as malformed (default 5).
+	MaxSequenceErrors int
+}
+
+// ConfigError is a failure that only a configuration change can fix
+// (400/403/404/405, unknown event type, missing credentials). Setting names
+// the environment variable to look at.
+type ConfigError struct {
+	Setting string
+	Err     error
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("check %s: %v", e.Setting, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Supervisor runs one watch (or replay) until its context ends, the replay
+// completes, or a configuration error stops it.
+type Supervisor struct {
+	cfg Config
+	log *slog.Logger
+	m   *bridge.Metrics
+
+	// Cursor state, owned by Run's goroutine.
+	lastForwarded uint64
+	haveForwarded bool   // lastForwarded is meaningful (a checkpoint, FromID-1, or a forwarded notification)
+	fromDate      string // bootstrap date (AVISO_FROM_DATE or the pinned live start) until the first notification
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is the supervisor's view of the aviso connection, for readiness.
+type Status struct {
+	Connected bool
+	// Reason says why it is not connected (empty when connected).
+	Reason    string
+	RequestID string
+	// LastForwarded is the highest sequence handed to the pipeline.
+	LastForwarded uint64
+	HaveForwarded bool
+}
+
+// New validates cfg and fills defaults.
+func New(cfg Config) (*Supervisor, error) {
+	if cfg.Client == nil || cfg.Pipeline == nil {
+		return nil, errors.New("supervisor: Client and Pipeline are required")
+	}
+	if cfg.EventType == "" {
+		return nil, &ConfigError{Setting: "AVISO_EVENT_TYPE", Err: errors.New("empty event type")}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = bridge.NopMetrics()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.Backoff.Base <= 0 {
+		cfg.Backoff.Base = 250 * time.Millisecond
+	}
+	if cfg.Backoff.Max <= 0 {
+		cfg.Backoff.Max = 30 * time.Second
+	}
+	if cfg.ShutdownDelay <= 0 {
+		cfg.ShutdownDelay = 5 * time.Second
+	}
+	if cfg.ShortSession <= 0 {
+		cfg.ShortSession = time.Second
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = 5 * time.Second
+	}
+	if cfg.MaxSequenceErrors <= 0 {
+		cfg.MaxSequenceErrors = 5
+	}
+	s := &Supervisor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics}
+	st := cfg.Start
+	switch {
+	case st.HasCheckpoint:
+		s.lastForwarded, s.haveForwarded = st.Checkpoint, true
+	case st.FromID != nil:
+		if *st.FromID > 0 {
+			s.lastForwarded, s.haveForwarded = *st.FromID-1, true
+		} else {
+			// from_id 0 means "from the beginning": nothing to deduplicate against.
+			s.fromDate = ""
+		}
+	case st.FromDate != "":
+		s.fromDate = st.FromDate
+	}
+	if cfg.Mode == aviso.Replay && !s.haveForwarded && s.fromDate == "" && st.FromID == nil {
+		return nil, &ConfigError{Setting: "AVISO_FROM_ID or AVISO_FROM_DATE", Err: errors.New("AVISO_MODE=replay needs a start position (no checkpoint exists yet)")}
+	}
+	s.status.Reason = "not connected yet"
+	return s, nil
+}
+
+// Status returns the current connection status.
+func (s *Supervisor) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+func (s *Supervisor) setConnected(requestID string) {
+	s.mu.Lock()
+	s.status.Connected, s.status.Reason, s.status.RequestID = true, "", requestID
+	s.mu.Unlock()
+	s.m.Connected.Set(1)
+}
+
+func (s *Supervisor) setDisconnected(reason string) {
+	s.mu.Lock()
+	s.status.Connected, s.status.Reason = false, reason
+	s.mu.Unlock()
+	s.m.Connected.Set(0)
+}
+
+func (s *Supervisor) setForwarded(seq uint64) {
+	s.lastForwarded, s.haveForwarded, s.fromDate = seq, true, ""
+	s.mu.Lock()
+	s.status.LastForwarded, s.status.HaveForwarded = seq, true
+	s.mu.Unlock()
+}
+
+// policy is how to wait before the next connection.
+type policy int
+
+const (
+	policyImmediate policy = iota // routine rotation: at once (short sessions back off)
+	policyShutdown                // server_shutdown: fixed delay
+	policyBackoff                 // full-jitter exponential
+	policyRetryAfter              // the server's Retry-After
+	policyAuth                    // first 401 of a cycle: refresh credentials, at once
+	policyProgress                // replay limit: at once while paging makes progress
+)
+
+// outcome is how one session ended.
+type outcome struct {
+	done       bool  // replay finished: stop cleanly
+	fatal      error // stop with this error
+	reason     string
+	policy     policy
+	retryAfter time.Duration
+	requestID  string
+	err        error // cause, for the log
+	confirmed  bool  // the opening frame was confirmed
+}
+
+// Run connects, reads, and reconnects until ctx is done (returns ctx.Err()),
+// a replay completes (returns nil), or a failure that retrying cannot fix
+// (a *ConfigError, or the pipeline's error).
+func (s *Supervisor) Run(ctx context.Context) error {
+	var (
+		attempt       int  // consecutive failures since the last confirmed opening
+		shortSessions int  // consecutive sessions shorter than ShortSession
+		authRetried   bool // the immediate retry after a 401 was used in this failure cycle
+		lastLimitSeq  uint64
+		limitStreak   int
+		errSeq        uint64 // sequence named by the last error frame
+		errSeqStreak  int
+	)
+	defer s.setDisconnected("stopped")
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		begun := s.cfg.Clock.Now()
+		out := s.session(ctx)
+		if out.fatal != nil {
+			return out.fatal
+		}
+		if out.done {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if out.confirmed {
+			attempt = 0
+			authRetried = false
+		}
+		short := s.cfg.Clock.Now().Sub(begun) < s.cfg.ShortSession
+		if short {
+			shortSessions++
+		} else {
+			shortSessions = 0
+		}
+
+		// Error frames naming a sequence that keeps failing: give it up
+		// loudly after MaxSequenceErrors tries so the watch is not stuck.
+		if out.reason == reasonServerError {
+			if seq, ok := out.err.(*serverErrorFrame); ok && seq.hasSeq {
+				if seq.seq == errSeq {
+					errSeqStreak++
+				} else {
+					errSeq, errSeqStreak = seq.seq, 1
+				}
+				if errSeqStreak >= s.cfg.MaxSequenceErrors && (!s.haveForwarded || seq.seq > s.lastForwarded) {
+					s.log.Error("aviso.sequence.abandoned", "sequence", seq.seq, "attempts", errSeqStreak,
+						"request_id", out.requestID, "error", seq.message,
+						"hint", "aviso-server cannot build this notification; it is counted as malformed and skipped")
+					s.m.MalformedFrames.Inc()
+					s.setForwarded(seq.seq)
+					errSeqStreak = 0
+				}
+			}
+		}
+
+		var delay time.Duration
+		switch out.policy {
+		case policyImmediate:
+			if short {
+				delay = s.cfg.Backoff.Delay(shortSessions - 1)
+			}
+		case policyProgress:
+			if s.haveForwarded && s.lastForwarded == lastLimitSeq {
+				limitStreak++
+				delay = s.cfg.Backoff.Delay(limitStreak - 1)
+			} else {
+				limitStreak = 0
+			}
+			lastLimitSeq = s.lastForwarded
+		case policyShutdown:
+			delay = s.cfg.ShutdownDelay
+		case policyRetryAfter:
+			delay = out.retryAfter
+			attempt++
+		case policyAuth:
+			if !authRetried {
+				authRetried = true
+				delay = 0
+			} else {
+				delay = s.cfg.Backoff.Delay(attempt)
+				attempt++
+			}
+		case policyBackoff:
+			delay = s.cfg.Backoff.Delay(attempt)
+			attempt++
+		}
+		s.m.Reconnects(out.reason).Inc()
+		s.setDisconnected(out.reason)
+		level := slog.LevelInfo
+		if out.policy == policyBackoff || out.policy == policyAuth || out.policy == policyRetryAfter {
+			level = slog.LevelWarn
+		}
+		attrs := []any{"reason", out.reason, "delay_ms", delay.Milliseconds(), "attempt", attempt, "request_id", out.requestID}
+		if out.err != nil {
+			attrs = append(attrs, "error", out.err.Error())
+		}
+		if s.haveForwarded {
+			attrs = append(attrs, "last_forwarded", s.lastForwarded)
+		}
+		s.log.Log(ctx, level, "aviso.connection.retrying", attrs...)
+		if err := s.cfg.Clock.Sleep(ctx, delay); err != nil {
+			return err
+		}
+	}
+}
+
+// Reconnect reasons (the label of aviso_bridge_reconnects_total).
+const (
+	reasonMaxDuration   = "max_duration_reached"
+	reasonEndOfStream   = "end_of_stream"
+	reasonShutdown      = "server_shutdown"
+	reasonUnknownClose  = "unknown_close_reason"
+	reasonEOF           = "eof"
+	reasonIdle          = "idle_timeout"
+	reasonTransport     = "transport_error"
+	reasonHTTP5xx       = "http_5xx"
+	reasonThrottled     = "throttled"
+	reasonUnauthorized  = "unauthorized"
+	reasonServerError   = "server_error"
+	reasonReplayLimit   = "replay_limit_reached"
+	reasonProtocol      = "protocol_error"
+	reasonEventTooLarge = "event_too_large"
+)
+
+// request builds the next request from the cursor.
+func (s *Supervisor) request() (aviso.Request, error) {
+	req := aviso.Request{EventType: s.cfg.EventType, Identifier: s.cfg.Identifier}
+	switch {
+	case s.haveForwarded:
+		if s.lastForwarded == math.MaxUint64 {
+			return req, fmt.Errorf("sequence %d is the largest possible: cannot resume after it", s.lastForwarded)
+		}
+		next := s.lastForwarded + 1
+		req.FromID = &next
+	case s.cfg.Start.FromID != nil:
+		v := *s.cfg.Start.FromID
+		req.FromID = &v
+	case s.fromDate != "":
+		req.FromDate = s.fromDate
+	}
+	return req, nil
+}
+
+func cursorAttrs(req aviso.Request) []any {
+	switch {
+	case req.FromID != nil:
+		return []any{"from_id", strconv.FormatUint(*req.FromID, 10)}
+	case req.FromDate != "":
+		return []any{"from_date", req.FromDate}
+	}
+	return []any{"from", "live"}
+}
+
+// session runs one connection to its end.
+func (s *Supervisor) session(ctx context.Context) outcome {
+	req, err := s.request()
+	if err != nil {
+		return outcome{fatal: err}
+	}
+	st, err := s.cfg.Client.Connect(ctx, s.cfg.Mode, req)
+	if err != nil {
+		return s.connectFailure(ctx, err)
+	}
+	defer st.Close()
+	// Close the body when ctx ends so a blocked read returns.
+	stop := context.AfterFunc(ctx, func() { st.Close() })
+	defer stop()
+
+	rid := st.RequestID
+	if st.Opening.RequestID != "" {
+		rid = st.Opening.RequestID
+	}
+	s.setConnected(rid)
+	s.log.Info("aviso.connection.opened", append([]any{"request_id", rid, "mode", s.cfg.Mode.String()}, cursorAttrs(req)...)...)
+	if st.Opening.Kind == aviso.KindConnectionEstablished && !s.haveForwarded && s.fromDate == "" && req.FromID == nil {
+		// Live-only start: pin it to the server's clock so a reconnect
+		// before the first notification asks for everything since then.
+		if ts := st.Opening.Timestamp; ts != "" {
+			s.fromDate = ts
+			s.log.Debug("aviso.start.pinned", "from_date", ts, "request_id", rid)
+		}
+	}
+
+	replayCompleted := false
+	prog := progress{at: s.cfg.Clock.Now()}
+	for {
+		f, err := st.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return outcome{fatal: ctx.Err()}
+			}
+			return s.streamFailure(err, rid)
+		}
+		switch f.Kind {
+		case aviso.KindNotification:
+			if err := s.forward(ctx, &f.Notification); err != nil {
+				if ctx.Err() != nil {
+					return outcome{fatal: ctx.Err()}
+				}
+				return outcome{fatal: err}
+			}
+			s.progress(&prog, &f.Notification, !replayCompleted && st.Opening.Kind == aviso.KindReplayStarted)
+		case aviso.KindDecodeError:
+			if err := s.malformed(ctx, f, rid); err != nil {
+				return outcome{fatal: err}
+			}
+		case aviso.KindReplayCompleted:
+			if !replayCompleted {
+				replayCompleted = true
+				s.log.Info("aviso.replay.completed", "request_id", rid, "last_forwarded", s.lastForwarded)
+			}
+		case aviso.KindReplayLimitReached:
+			s.m.ReplayLimitsReached.Inc()
+			s.log.Info("aviso.replay.limit_reached", "max_allowed", f.MaxAllowed, "request_id", rid,
+				"last_forwarded", s.lastForwarded, "action", "reconnecting from the cursor to keep paging")
+			return outcome{reason: reasonReplayLimit, policy: policyProgress, requestID: rid, confirmed: true}
+		case aviso.KindServerError:
+			s.m.ServerErrors.Inc()
+			s.log.Error("aviso.server.error", "request_id", firstNonEmpty(f.RequestID, rid), "error", f.ErrorCode,
+				"message", f.Message, "sequence", f.Sequence, "topic", f.Topic,
+				"action", "reconnecting from the cursor after a backoff")
+			// confirmed stays false: a server that fails every session must
+			// see the backoff grow, not restart at its first window.
+			return outcome{reason: reasonServerError, policy: policyBackoff, requestID: firstNonEmpty(f.RequestID, rid),
+				err: &serverErrorFrame{message: f.Message, seq: f.Sequence, hasSeq: f.HasSequence}}
+		case aviso.KindClosing:
+			return s.closing(f, rid, replayCompleted)
+		}
+	}
+}
+
+// forward deduplicates n and hands it to the pipeline.
+func (s *Supervisor) forward(ctx context.Context, an *aviso.Notification) error {
+	s.m.NotificationsReceived.Inc()
+	if s.haveForwarded && an.Sequence <= s.lastForwarded {
+		s.m.DuplicatesDropped.Inc()
+		return nil
+	}
+	if s.haveForwarded && an.Sequence > s.lastForwarded+1 {
+		s.m.SequenceGaps.Inc()
+		s.log.Debug("aviso.sequence.gap", "expected", s.lastForwarded+1, "observed", an.Sequence)
+	}
+	n := bridge.Notification{
+		EventType:       an.EventType,
+		Sequence:        an.Sequence,
+		ID:              an.ID,
+		Source:          an.Source,
+		Type:            an.Type,
+		DataSchema:      an.DataSchema,
+		DataContentType: an.DataContentType,
+		TimeRaw:         an.Time,
+		Identifier:      an.Identifier,
+		Data:            an.Data,
+		CloudEvent:      an.CloudEvent,
+		Received:        s.cfg.Clock.Now(),
+	}
+	if an.Time != "" {
+		if t, err := time.Parse(time.RFC3339Nano, an.Time); err == nil {
+			n.Time = t
+		}
+	}
+	if err := s.cfg.Pipeline.Submit(ctx, &n); err != nil {
+		return err
+	}
+	s.setForwarded(an.Sequence)
+	return nil
+}
+
+type progress struct {
+	at    time.Time
+	count int
+}
+
+// progress logs an INFO line at most every ProgressInterval while catching up.
+func (s *Supervisor) progress(p *progress, n *aviso.Notification, replaying bool) {
+	p.count++
+	now := s.cfg.Clock.Now()
+	el := now.Sub(p.at)
+	if el < s.cfg.ProgressInterval {
+		return
+	}
+	behind := -1.0
+	if t, err := time.Parse(time.RFC3339Nano, n.Time); err == nil {
+		behind = now.Sub(t).Seconds()
+	}
+	if replaying || behind > 30 {
+		s.log.Info("aviso.progress", "sequence", n.Sequence, "rate_per_second", math.Round(float64(p.count)/el.Seconds()),
+			"behind_seconds", math.Round(behind), "replaying", replaying)
+	}
+	p.at, p.count = now, 0
+}
+
+// malformed logs, counts and (when configured) dead-letters an undecodable frame.
+func (s *Supervisor) malformed(ctx context.Context, f aviso.Frame, rid string) error {
+	s.m.MalformedFrames.Inc()
+	raw := f.Raw
+	const maxLogged = 512
+	logged := string(raw)
+	if len(logged) > maxLogged {
+		logged = logged[:maxLogged] + "...(truncated)"
+	}
+	reason := "undecodable frame"
+	if f.Err != nil {
+		reason = f.Err.Error()
+	}
+	s.log.Error("aviso.frame.malformed", "event", f.Event, "error", reason, "raw", logged, "request_id", rid,
+		"dead_lettered", s.cfg.DeadLetterMalformed)
+	if !s.cfg.DeadLetterMalformed {
+		return nil
+	}
+	err := s.cfg.Pipeline.DeadLetter(ctx, bridge.DeadLetter{Kind: bridge.DeadLetterMalformed, Raw: raw, Event: f.Event, Reason: reason})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// closing maps a connection-closing frame to the next step.
+func (s *Supervisor) closing(f aviso.Frame, rid string, replayCompleted bool) outcome {
+	rid = firstNonEmpty(f.RequestID, rid)
+	s.log.Info("aviso.connection.closing", "reason", f.Reason, "message", f.Message, "request_id", rid)
+	switch f.Reason {
+	case "max_duration_reached":
+		return outcome{reason: reasonMaxDuration, policy: policyImmediate, requestID: rid, confirmed: true}
+	case "server_shutdown":
+		return outcome{reason: reasonShutdown, policy: policyShutdown, requestID: rid, confirmed: true}
+	case "end_of_stream":
+		if s.cfg.Mode == aviso.Replay && replayCompleted {
+			s.log.Info("aviso.replay.finished", "request_id", rid, "last_forwarded", s.lastForwarded)
+			return outcome{done: true}
+		}
+		return outcome{reason: reasonEndOfStream, policy: policyImmediate, requestID: rid, confirmed: true}
+	default:
+		s.log.Warn("aviso.connection.unknown_close", "reason", f.Reason, "request_id", rid,
+			"action", "reconnecting from the cursor after a backoff")
+		return outcome{reason: reasonUnknownClose, policy: policyBackoff, requestID: rid, confirmed: true}
+	}
+}
+
+// streamFailure classifies an error from Stream.Next.
+func (s *Supervisor) streamFailure(err error, rid string) outcome {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return outcome{reason: reasonEOF, policy: policyBackoff, requestID: rid, err: err, confirmed: true}
+	case errors.Is(err, aviso.ErrIdleTimeout):
+		return outcome{reason: reasonIdle, policy: policyBackoff, requestID: rid, err: err, confirmed: true}
+	case errors.Is(err, aviso.ErrEventTooLarge):
+		s.m.MalformedFrames.Inc()
+		return outcome{reason: reasonEventTooLarge, policy: policyBackoff, requestID: rid, err: err}
+	}
+	return outcome{reason: reasonTransport, policy: policyBackoff, requestID: rid, err: err, confirmed: true}
+}
+
+// connectFailure classifies an error from Client.Connect.
+func (s *Supervisor) connectFailure(ctx context.Context, err error) outcome {
+	if ctx.Err() != nil {
+		return outcome{fatal: ctx.Err()}
+	}
+	var he *aviso.HTTPError
+	var pe *aviso.ProtocolError
+	switch {
+	case errors.As(err, &he):
+		rid := firstNonEmpty(he.HeaderRequestID, he.RequestID)
+		switch {
+		case he.Unauthorized():
+			if s.cfg.Client.Credentials == nil {
+				return outcome{fatal: &ConfigError{Setting: "AVISO_TOKEN, AVISO_TOKEN_FILE or AVISO_USERNAME/AVISO_PASSWORD",
+					Err: fmt.Errorf("aviso-server requires credentials and none are configured: %w", he)}}
+			}
+			if rerr := s.cfg.Client.Credentials.Refresh(ctx); rerr != nil {
+				s.log.Error("aviso.auth.refresh_failed", "error", rerr.Error())
+			}
+			return outcome{reason: reasonUnauthorized, policy: policyAuth, requestID: rid, err: he}
+		case he.Throttled():
+			if he.HasRetryAfter {
+				return outcome{reason: reasonThrottled, policy: policyRetryAfter, retryAfter: he.RetryAfter, requestID: rid, err: he}
+			}
+			return outcome{reason: reasonThrottled, policy: policyBackoff, requestID: rid, err: he}
+		case he.ServerError():
+			return outcome{reason: reasonHTTP5xx, policy: policyBackoff, requestID: rid, err: he}
+		default:
+			return outcome{fatal: &ConfigError{Setting: settingFor(he), Err: he}}
+		}
+	case errors.As(err, &pe):
+		s.log.Error("aviso.connection.protocol_error", "error", pe.Error(), "request_id", pe.RequestID,
+			"hint", "check that AVISO_URL points to an aviso-server")
+		return outcome{reason: reasonProtocol, policy: policyBackoff, requestID: pe.RequestID, err: pe}
+	}
+	return outcome{reason: reasonTransport, policy: policyBackoff, err: err}
+}
+
+// settingFor names the variable an operator should fix for a terminal HTTP status.
+func settingFor(he *aviso.HTTPError) string {
+	switch {
+	case he.Code == "UNKNOWN_EVENT_TYPE":
+		return "AVISO_EVENT_TYPE"
+	case he.Status == 400:
+		return "AVISO_IDENTIFIER, AVISO_EVENT_TYPE, AVISO_FROM_ID or AVISO_FROM_DATE"
+	case he.Status == 403:
+		return "AVISO_TOKEN/AVISO_TOKEN_FILE or AVISO_USERNAME (this identity may not read the stream)"
+	case he.Status == 404 || he.Status == 405:
+		return "AVISO_URL"
+	}
+	return "AVISO_URL"
+}
+
+type serverErrorFrame struct {
+	message string
+	seq     uint64
+	hasSeq  bool
+}
+
+func (e *serverErrorFrame) Error() string {
+	if e.hasSeq {
+		return fmt.Sprintf("aviso error frame for sequence %d: %s", e.seq, e.message)
+	}
+	return "aviso error frame: " + e.message
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
