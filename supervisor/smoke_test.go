@@ -37,7 +37,7 @@ func (s *recordSink) Publish(_ context.Context, n *bridge.Notification) error {
 	}
 	return nil
 }
-func (s *recordSink) Acks() <-chan bridge.Ack                              { return s.acks }
+func (s *recordSink) Acks() <-chan bridge.Ack                             { return s.acks }
 func (s *recordSink) DeadLetter(context.Context, bridge.DeadLetter) error { return nil }
 func (s *recordSink) Close(context.Context) error                         { return nil }
 func (s *recordSink) sequences() []uint64 {

@@ -203,12 +203,12 @@ func (s *Supervisor) setForwarded(seq uint64) {
 type policy int
 
 const (
-	policyImmediate policy = iota // routine rotation: at once (short sessions back off)
-	policyShutdown                // server_shutdown: fixed delay
-	policyBackoff                 // full-jitter exponential
-	policyRetryAfter              // the server's Retry-After
-	policyAuth                    // first 401 of a cycle: refresh credentials, at once
-	policyProgress                // replay limit: at once while paging makes progress
+	policyImmediate  policy = iota // routine rotation: at once (short sessions back off)
+	policyShutdown                 // server_shutdown: fixed delay
+	policyBackoff                  // full-jitter exponential
+	policyRetryAfter               // the server's Retry-After
+	policyAuth                     // first 401 of a cycle: refresh credentials, at once
+	policyProgress                 // replay limit: at once while paging makes progress
 )
 
 // outcome is how one session ended.
