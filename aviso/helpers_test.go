@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aviso-bridge/aviso-bridge/aviso"
+	"github.com/aviso-bridge/aviso-bridge/avisotest"
 )
 
 // Wire snippets in aviso-server 0.7.1's format.
@@ -112,6 +113,22 @@ func tickingServer(t *testing.T, every time.Duration, chunks ...string) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// replayBytes returns the raw body of a /replay of everything.
+func replayBytes(t *testing.T, s *avisotest.Server) string {
+	t.Helper()
+	resp, err := http.Post(s.URL+"/api/v1/replay", "application/json",
+		strings.NewReader(`{"event_type":"mars","identifier":{},"from_id":"0"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func cmp[T comparable](v, def T) T {
