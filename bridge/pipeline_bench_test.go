@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 	"github.com/aviso-bridge/aviso-bridge/checkpoint"
+	"github.com/aviso-bridge/aviso-bridge/metrics"
 )
 
 // instantSink acknowledges every Publish at once.
@@ -25,14 +28,26 @@ func (s *instantSink) Close(context.Context) error                         { ret
 // (Submit, window, publish call, ack matching, watermark, metrics) with a
 // sink that acknowledges instantly.
 func BenchmarkPipeline(b *testing.B) {
-	for _, window := range []int{1, 256} {
-		b.Run("window="+itoa(window), func(b *testing.B) {
+	for _, c := range []struct {
+		window int
+		prom   bool
+	}{{1, false}, {256, false}, {256, true}} {
+		window := c.window
+		name := "window=" + itoa(window)
+		if c.prom {
+			name += "/prometheus"
+		}
+		b.Run(name, func(b *testing.B) {
 			store, err := checkpoint.NewMemory().Open("k")
 			if err != nil {
 				b.Fatal(err)
 			}
 			sink := &instantSink{acks: make(chan bridge.Ack, window)}
-			p, err := bridge.NewPipeline(sink, store, bridge.PipelineConfig{MaxInFlight: window, CheckpointInterval: 10 * time.Millisecond})
+			cfg := bridge.PipelineConfig{MaxInFlight: window, CheckpointInterval: 10 * time.Millisecond}
+			if c.prom {
+				cfg.Metrics = metrics.New(prometheus.NewRegistry())
+			}
+			p, err := bridge.NewPipeline(sink, store, cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

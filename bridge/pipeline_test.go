@@ -59,6 +59,9 @@ func (f *fixture) submit(t *testing.T, seqs ...uint64) {
 	t.Helper()
 	for _, s := range seqs {
 		n := note(s)
+		if s%2 == 1 {
+			n.Time = time.Now().Add(-time.Minute) // event_age only for these
+		}
 		if err := f.p.Submit(context.Background(), &n); err != nil {
 			t.Fatalf("Submit(%d): %v", s, err)
 		}
@@ -88,8 +91,8 @@ func TestPipelineCommitsAcknowledgedPrefix(t *testing.T) {
 	if err := f.wait(); err != nil {
 		t.Fatal(err)
 	}
-	if f.m.published.get() != 4 || f.m.latency.get() != 4 || f.m.cpSeq.get() != 20 || f.m.commits.get() < 1 {
-		t.Fatalf("metrics: published %v latency %v cpSeq %v commits %v", f.m.published.get(), f.m.latency.get(), f.m.cpSeq.get(), f.m.commits.get())
+	if f.m.published.get() != 4 || f.m.latency.get() != 4 || f.m.eventAge.get() != 2 || f.m.cpSeq.get() != 20 || f.m.commits.get() < 1 {
+		t.Fatalf("metrics: published %v latency %v event_age %v cpSeq %v commits %v", f.m.published.get(), f.m.latency.get(), f.m.eventAge.get(), f.m.cpSeq.get(), f.m.commits.get())
 	}
 	// Every commit was monotonic.
 	var last uint64
