@@ -81,9 +81,12 @@ func (t *template) renderBytes(n *bridge.Notification) []byte {
 	if t.perNotice {
 		return []byte(t.t.Render(n))
 	}
-	t.render(n)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.have || t.lastType != n.EventType {
+		t.lastType, t.lastText, t.have = n.EventType, t.t.Render(n), true
+		t.lastKey = []byte(t.lastText)
+	}
 	return t.lastKey
 }
 
@@ -99,36 +102,68 @@ func recordTime(n *bridge.Notification) time.Time {
 	return time.Now()
 }
 
-// ceHeaders returns the binary-mode CloudEvents headers of n (without
-// content-type), appended to h.
-func ceHeaders(h []kafkago.Header, n *bridge.Notification) []kafkago.Header {
+// maxHeaders is the most headers a notification record carries.
+const maxHeaders = 7
+
+// attrCache memoises the byte form of the CloudEvent attributes that every
+// notification of a watch shares (source, type, dataschema), so that a
+// record costs one allocation for its own values (id, time). Not safe for
+// concurrent use; the zero value is ready.
+type attrCache struct{ source, typ, schema memoBytes }
+
+type memoBytes struct {
+	s string
+	b []byte
+}
+
+func (m *memoBytes) get(s string) []byte {
+	if m.b == nil || m.s != s {
+		m.s, m.b = s, []byte(s)
+	}
+	return m.b
+}
+
+// ceHeaders appends the binary-mode CloudEvents headers of n (without
+// content-type) to h.
+func (c *attrCache) ceHeaders(h []kafkago.Header, n *bridge.Notification) []kafkago.Header {
+	buf := make([]byte, len(n.ID)+len(n.TimeRaw))
+	copy(buf, n.ID)
+	copy(buf[len(n.ID):], n.TimeRaw)
 	h = append(h,
 		kafkago.Header{Key: HeaderSpecVersion, Value: specVersion1},
-		kafkago.Header{Key: HeaderID, Value: []byte(n.ID)},
-		kafkago.Header{Key: HeaderSource, Value: []byte(n.Source)},
-		kafkago.Header{Key: HeaderType, Value: []byte(n.Type)},
+		kafkago.Header{Key: HeaderID, Value: buf[:len(n.ID):len(n.ID)]},
+		kafkago.Header{Key: HeaderSource, Value: c.source.get(n.Source)},
+		kafkago.Header{Key: HeaderType, Value: c.typ.get(n.Type)},
 	)
 	if n.TimeRaw != "" {
-		h = append(h, kafkago.Header{Key: HeaderTime, Value: []byte(n.TimeRaw)})
+		h = append(h, kafkago.Header{Key: HeaderTime, Value: buf[len(n.ID):]})
 	}
 	if n.DataSchema != "" {
-		h = append(h, kafkago.Header{Key: HeaderDataSchema, Value: []byte(n.DataSchema)})
+		h = append(h, kafkago.Header{Key: HeaderDataSchema, Value: c.schema.get(n.DataSchema)})
 	}
 	return h
 }
 
-// buildMessage returns the record for n: binary mode (ce_ headers, body =
-// data) or structured mode (body = the whole CloudEvent).
-func buildMessage(n *bridge.Notification, topic string, key []byte, structured bool) kafkago.Message {
+// message returns the record for n: binary mode (ce_ headers, body = data)
+// or structured mode (body = the whole CloudEvent). The headers are
+// appended to hdr (len 0, room for maxHeaders avoids an allocation).
+func (c *attrCache) message(n *bridge.Notification, topic string, key []byte, structured bool, hdr []kafkago.Header) kafkago.Message {
 	m := kafkago.Message{Topic: topic, Key: key, Time: recordTime(n)}
 	if structured {
 		m.Value = n.CloudEvent
-		m.Headers = []kafkago.Header{{Key: HeaderContentType, Value: contentStructure}}
+		m.Headers = append(hdr, kafkago.Header{Key: HeaderContentType, Value: contentStructure})
 		return m
 	}
 	m.Value = n.Data
-	h := make([]kafkago.Header, 0, 7)
-	h = ceHeaders(h, n)
-	m.Headers = append(h, kafkago.Header{Key: HeaderContentType, Value: contentJSON})
+	m.Headers = append(c.ceHeaders(hdr, n), kafkago.Header{Key: HeaderContentType, Value: contentJSON})
 	return m
+}
+
+// BuildMessage returns the record the sink writes for n to topic with key:
+// in format "binary" the ce_ headers and body = data, in "structured" body =
+// the whole CloudEvent. Benchmarks use it to feed a bare kafka-go Writer the
+// same records.
+func BuildMessage(n *bridge.Notification, topic string, key []byte, format string) kafkago.Message {
+	var c attrCache
+	return c.message(n, topic, key, format == FormatStructured, make([]kafkago.Header, 0, maxHeaders))
 }

@@ -12,21 +12,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
-	"github.com/aviso-bridge/aviso-bridge/checkpoint"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
 )
 
-// runPipeline runs bridge.NewPipeline with sink and a memory store over
-// notes (submitted in order, then CloseInput) and returns Run's error and
-// the committed checkpoint. progress, when set, is called after each Submit.
-func runPipeline(t *testing.T, sink bridge.Sink, notes []*bridge.Notification, cfg bridge.PipelineConfig, progress func(i int)) (error, bridge.Checkpoint) {
+// runPipeline runs kafkatest.RunPipeline with a short backoff and the
+// test logger, and returns Run's error and the committed checkpoint.
+func runPipeline(t *testing.T, sink bridge.Sink, notes []*bridge.Notification, cfg bridge.PipelineConfig, onSubmit func(i int)) (bridge.Checkpoint, error) {
 	t.Helper()
-	mem := checkpoint.NewMemory()
-	store, err := mem.Open("k")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = func(attempt int) time.Duration {
 			return min(time.Duration(attempt)*10*time.Millisecond, 100*time.Millisecond)
@@ -35,28 +28,7 @@ func runPipeline(t *testing.T, sink bridge.Sink, notes []*bridge.Notification, c
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
-	p, err := bridge.NewPipeline(sink, store, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := testContext(t, 90*time.Second)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	for i, n := range notes {
-		if err := p.Submit(ctx, n); err != nil {
-			if errors.Is(err, bridge.ErrStopped) {
-				break
-			}
-			t.Fatalf("Submit %s: %v", n.ID, err)
-		}
-		if progress != nil {
-			progress(i)
-		}
-	}
-	p.CloseInput()
-	runErr := <-done
-	cp, _ := mem.Checkpoint("k")
-	return runErr, cp
+	return kafkatest.RunPipeline(testContext(t, 90*time.Second), sink, notes, cfg, onSubmit)
 }
 
 // TestPipelineBrokerRestart drives the sink through bridge.Pipeline while
@@ -68,7 +40,7 @@ func TestPipelineBrokerRestart(t *testing.T) {
 	const total = 4000
 	notes := kafkatest.Notifications("mars", 1, total, kafkatest.NotificationOptions{Size: 600})
 	var restarted atomic.Bool
-	runErr, cp := runPipeline(t, s, notes, bridge.PipelineConfig{MaxInFlight: 128}, func(i int) {
+	cp, runErr := runPipeline(t, s, notes, bridge.PipelineConfig{MaxInFlight: 128}, func(i int) {
 		if i == total/3 {
 			cl.Stop()
 			waitFor(t, 20*time.Second, "the sink to report the outage", func() bool { return s.Healthy() != nil })
@@ -147,7 +119,7 @@ func TestPipelineOnReject(t *testing.T) {
 				cl := kafkatest.NewCluster(t, cause.opts...)
 				s := newSink(t, cl, cause.cfg)
 				notes := cause.notes()
-				runErr, cp := runPipeline(t, s, notes, bridge.PipelineConfig{MaxInFlight: 16, OnReject: pc.policy}, nil)
+				cp, runErr := runPipeline(t, s, notes, bridge.PipelineConfig{MaxInFlight: 16, OnReject: pc.policy}, nil)
 
 				stored := map[string][]*kgo.Record{}
 				for _, n := range notes {

@@ -90,12 +90,15 @@ type Sink struct {
 	syncW        *kafkago.Writer // synchronous: dead letters, one-record re-sends
 	hash         *kafkago.Hash
 
-	acks chan bridge.Ack
+	acks        chan bridge.Ack
+	completions chan completion // Completion -> acker
+	ackerDone   chan struct{}
 
 	// heldBack fails produce requests of w without sending them.
 	heldBack atomic.Bool
 
 	pubMu sync.Mutex // serialises Publish: FIFO order is Writer order
+	attrs attrCache  // guarded by pubMu
 
 	mu        sync.Mutex
 	drained   *sync.Cond // the FIFO became empty
@@ -130,6 +133,8 @@ type pending struct {
 	written   bool
 	done      bool
 	err       error
+	// hdr is the record's header storage (one allocation per publish).
+	hdr [maxHeaders]kafkago.Header
 }
 
 // NewSink validates cfg, connects, runs the start-up duplicate scan and
@@ -147,20 +152,22 @@ func NewSink(ctx context.Context, cfg Config, opts Options) (*Sink, error) {
 	codec, _ := cfg.compression()
 
 	s := &Sink{
-		cfg:        cfg,
-		log:        opts.Logger,
-		metrics:    opts.Metrics,
-		topic:      newTemplate(topicT),
-		key:        newTemplate(keyT),
-		dlq:        newTemplate(dlqT),
-		structured: cfg.Format == FormatStructured,
-		transport:  opts.Transport,
-		addr:       brokerAddr(cfg),
-		hash:       &kafkago.Hash{},
-		acks:       make(chan bridge.Ack, cfg.MaxInFlight),
-		scanned:    map[string]location{},
-		afterFail:  map[string]location{},
-		soloIDs:    map[string]struct{}{},
+		cfg:         cfg,
+		log:         opts.Logger,
+		metrics:     opts.Metrics,
+		topic:       newTemplate(topicT),
+		key:         newTemplate(keyT),
+		dlq:         newTemplate(dlqT),
+		structured:  cfg.Format == FormatStructured,
+		transport:   opts.Transport,
+		addr:        brokerAddr(cfg),
+		hash:        &kafkago.Hash{},
+		acks:        make(chan bridge.Ack, cfg.MaxInFlight),
+		completions: make(chan completion, cfg.MaxInFlight),
+		ackerDone:   make(chan struct{}),
+		scanned:     map[string]location{},
+		afterFail:   map[string]location{},
+		soloIDs:     map[string]struct{}{},
 	}
 	s.drained = sync.NewCond(&s.mu)
 	if s.transport == nil {
@@ -199,6 +206,7 @@ func NewSink(ctx context.Context, cfg Config, opts Options) (*Sink, error) {
 		s.closeTransport()
 		return nil, err
 	}
+	go s.acker()
 	s.log.Info("kafka.sink.started", "brokers", cfg.Brokers, "topic_template", cfg.Topic,
 		"key_template", cfg.Key, "format", cfg.Format, "acks", cfg.Acks,
 		"batch_size", cfg.BatchSize, "batch_timeout", cfg.BatchTimeout.String(),
@@ -260,6 +268,7 @@ func (s *Sink) Acks() <-chan bridge.Ack { return s.acks }
 // outcome arrives on Acks in publish order.
 func (s *Sink) Publish(ctx context.Context, n *bridge.Notification) error {
 	topic := s.topic.render(n)
+	key := s.key.renderBytes(n)
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
 
@@ -268,44 +277,59 @@ func (s *Sink) Publish(ctx context.Context, n *bridge.Notification) error {
 		s.mu.Unlock()
 		return errClosed
 	}
-	if s.heldBack.Load() && s.failed && s.head == len(s.queue) && n.Sequence <= s.failedSeq {
+	if s.heldBack.Load() {
+		if !s.failed || s.head != len(s.queue) || n.Sequence > s.failedSeq {
+			// An earlier publish failed and the pipeline has not
+			// re-published from it yet: do not store n ahead of it.
+			s.queue = append(s.queue, &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, done: true,
+				err: wrapTopic(errHeldBack, topic, -1)})
+			s.releaseLocked()
+			s.mu.Unlock()
+			return nil
+		}
 		s.heldBack.Store(false)
 		s.failed = false
 		s.log.Info("kafka.publish.resumed", "sequence", n.Sequence, "id", n.ID, "topic", topic)
 	}
-	loc, known := s.afterFail[n.ID]
-	if !known {
-		loc, known = s.scanned[n.ID]
-	}
-	_, solo := s.soloIDs[n.ID]
-	if s.heldBack.Load() {
-		// An earlier publish failed and the pipeline has not re-published
-		// from it yet: do not store n ahead of it.
-		s.queue = append(s.queue, &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, done: true,
-			err: wrapTopic(errHeldBack, topic, -1)})
-		s.releaseLocked()
-		s.mu.Unlock()
-		return nil
-	}
-	s.mu.Unlock()
-
-	key := s.key.renderBytes(n)
-	if known && loc.topic == topic {
-		if p, err := s.partitionFor(ctx, topic, key); err == nil && p == loc.partition {
-			s.skip(n, loc)
-			return nil
+	var (
+		loc         location
+		known, solo bool
+	)
+	if len(s.afterFail) > 0 || len(s.scanned) > 0 {
+		if loc, known = s.afterFail[n.ID]; !known {
+			loc, known = s.scanned[n.ID]
 		}
+		known = known && loc.topic == topic
 	}
-	if solo {
-		return s.publishSolo(ctx, n, topic, key)
+	if len(s.soloIDs) > 0 {
+		_, solo = s.soloIDs[n.ID]
+	}
+	var e *pending
+	if !known && !solo {
+		e = &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, written: true}
+		s.queue = append(s.queue, e)
+	}
+	s.mu.Unlock()
+
+	if e == nil {
+		if known {
+			if p, err := s.partitionFor(ctx, topic, key); err == nil && p == loc.partition {
+				s.skip(n, loc)
+				return nil
+			}
+		}
+		if solo {
+			return s.publishSolo(ctx, n, topic, key)
+		}
+		// Known id, but this record would go to another partition: write it.
+		e = &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, written: true}
+		s.mu.Lock()
+		s.queue = append(s.queue, e)
+		s.mu.Unlock()
 	}
 
-	e := &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, written: true}
-	msg := buildMessage(n, topic, key, s.structured)
+	msg := s.attrs.message(n, topic, key, s.structured, e.hdr[:0])
 	msg.WriterData = e
-	s.mu.Lock()
-	s.queue = append(s.queue, e)
-	s.mu.Unlock()
 	if err := s.w.WriteMessages(ctx, msg); err != nil {
 		// Not batched (validation or metadata failed): no Completion will
 		// come. e is the newest entry and not done, so it is the tail.
@@ -348,7 +372,7 @@ func (s *Sink) publishSolo(ctx context.Context, n *bridge.Notification, topic st
 	}
 	delete(s.soloIDs, n.ID)
 	s.mu.Unlock()
-	err := s.syncW.WriteMessages(ctx, buildMessage(n, topic, key, s.structured))
+	err := s.syncW.WriteMessages(ctx, s.attrs.message(n, topic, key, s.structured, nil))
 	var ackErr error
 	if err != nil {
 		ackErr = s.publishError(ctx, err, topic, -1, 1)
@@ -397,19 +421,37 @@ func (s *Sink) complete(msgs []kafkago.Message, err error) {
 	} else {
 		s.setHealthy()
 	}
-	s.mu.Lock()
-	for i := range msgs {
-		e, ok := msgs[i].WriterData.(*pending)
-		if !ok {
-			continue
+	// Marking and releasing is left to the acker goroutine, so that the
+	// partition's next batch is not delayed by it. Only heldBack had to be
+	// set here. The buffer holds MaxInFlight batches: this does not block.
+	s.completions <- completion{msgs: msgs, err: ackErr}
+}
+
+// completion is one batch reported by the Writer.
+type completion struct {
+	msgs []kafkago.Message
+	err  error
+}
+
+// acker marks the entries of each completed batch done and releases the
+// acks that became due, until completions is closed.
+func (s *Sink) acker() {
+	defer close(s.ackerDone)
+	for c := range s.completions {
+		s.mu.Lock()
+		for i := range c.msgs {
+			e, ok := c.msgs[i].WriterData.(*pending)
+			if !ok {
+				continue
+			}
+			e.done, e.err = true, c.err
+			if c.err == nil {
+				e.partition = c.msgs[i].Partition
+			}
 		}
-		e.done, e.err = true, ackErr
-		if err == nil {
-			e.partition = msgs[i].Partition
-		}
+		s.releaseLocked()
+		s.mu.Unlock()
 	}
-	s.releaseLocked()
-	s.mu.Unlock()
 }
 
 // releaseLocked sends the acks of the done entries at the head of the FIFO.
@@ -544,13 +586,13 @@ func (s *Sink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
 	}
 	topic := s.dlq.render(n)
 	m := kafkago.Message{Topic: topic, Value: dl.Raw, Time: time.Now()}
-	h := make([]kafkago.Header, 0, 10)
+	h := make([]kafkago.Header, 0, maxHeaders+4)
 	if dl.Notification != nil {
 		m.Key = s.key.renderBytes(n)
 		m.Time = recordTime(n)
-		h = ceHeaders(h, n)
-		ct := contentStructure
-		h = append(h, kafkago.Header{Key: HeaderContentType, Value: ct})
+		var attrs attrCache // DeadLetter may run beside Publish
+		h = attrs.ceHeaders(h, n)
+		h = append(h, kafkago.Header{Key: HeaderContentType, Value: contentStructure})
 	}
 	h = append(h,
 		kafkago.Header{Key: HeaderDLQKind, Value: []byte(dl.Kind)},
@@ -617,7 +659,9 @@ func (s *Sink) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = s.w.Close()
+		_ = s.w.Close() // returns after the last Completion call
+		close(s.completions)
+		<-s.ackerDone
 		_ = s.syncW.Close()
 	}()
 	var err error

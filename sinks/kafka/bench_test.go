@@ -1,0 +1,110 @@
+package kafka_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/sinks/kafka"
+	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
+)
+
+// BenchmarkSinkVsBareWriter pushes b.N 600-byte notifications through
+// bridge.Pipeline and the Kafka sink, then the same records through a bare
+// kafka-go async Writer with the same batch settings, each against its own
+// fresh kfake broker, and reports both rates and their ratio
+// (sink_msgs/s / bare_msgs/s). ns/op covers both runs.
+func BenchmarkSinkVsBareWriter(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		cfg  kafka.Config
+	}{
+		{"binary", kafka.Config{}},
+		{"structured", kafka.Config{Format: kafka.FormatStructured}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			benchSinkVsBare(b, bc.cfg)
+		})
+	}
+}
+
+func benchSinkVsBare(b *testing.B, cfg kafka.Config) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	notes := kafkatest.Notifications("mars", 1, b.N, kafkatest.NotificationOptions{Size: 600})
+	cfg.EventType = "mars"
+	cfg.Topic = "bench"
+	cfg.MaxInFlight = bridge.DefaultMaxInFlight
+	b.SetBytes(int64(len(notes[0].CloudEvent)))
+	b.ReportAllocs()
+
+	// The sink, driven by the pipeline.
+	b.StopTimer()
+	sinkCluster := kafkatest.NewCluster(b, kfake.SeedTopics(1, "bench"))
+	cfg.Brokers = []string{sinkCluster.Addr}
+	sink, err := kafka.NewSink(ctx, cfg, kafka.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StartTimer()
+	start := time.Now()
+	cp, err := kafkatest.RunPipeline(ctx, sink, notes, bridge.PipelineConfig{MaxInFlight: cfg.MaxInFlight}, nil)
+	sinkElapsed := time.Since(start)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if cp.Sequence != uint64(b.N) {
+		b.Fatalf("checkpoint %d, want %d", cp.Sequence, b.N)
+	}
+	if err := sink.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	sinkCluster.Stop()
+	format := cfg.Format
+	if format == "" {
+		format = kafka.FormatBinary
+	}
+
+	// A bare async Writer with the same settings and the same records:
+	// unbounded (the target), and bounded to the pipeline's window (to
+	// separate the window's cost from the sink's).
+	bare := func(window int) time.Duration {
+		cl := kafkatest.NewCluster(b, kfake.SeedTopics(1, "bench"))
+		defer cl.Stop()
+		msgs := make([]kafkago.Message, len(notes))
+		for i, n := range notes {
+			msgs[i] = kafka.BuildMessage(n, "bench", []byte(n.EventType), format)
+		}
+		w := &kafkago.Writer{
+			Addr:         kafkago.TCP(cl.Addr),
+			Balancer:     &kafkago.Hash{},
+			BatchSize:    kafka.DefaultBatchSize,
+			BatchTimeout: kafka.DefaultBatchTimeout,
+			RequiredAcks: kafkago.RequireAll,
+			MaxAttempts:  kafka.DefaultMaxAttempts,
+		}
+		b.StartTimer()
+		elapsed, err := kafkatest.WriteBare(ctx, w, msgs, window)
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return elapsed
+	}
+	bareElapsed := bare(0)
+	windowElapsed := bare(cfg.MaxInFlight)
+
+	sinkRate := float64(b.N) / sinkElapsed.Seconds()
+	bareRate := float64(b.N) / bareElapsed.Seconds()
+	windowRate := float64(b.N) / windowElapsed.Seconds()
+	b.ReportMetric(sinkRate, "sink_msgs/s")
+	b.ReportMetric(bareRate, "bare_msgs/s")
+	b.ReportMetric(sinkRate/bareRate, "ratio")
+	b.ReportMetric(windowRate, "bare_window_msgs/s")
+	b.ReportMetric(sinkRate/windowRate, "ratio_window")
+}
