@@ -74,8 +74,6 @@ type Client struct {
 	// OpeningTimeout bounds the wait for the response headers and then for
 	// the opening frame, together (0: DefaultOpeningTimeout).
 	OpeningTimeout time.Duration
-
-	now func() time.Time // tests
 }
 
 func (c *Client) httpClient() *http.Client {
@@ -83,13 +81,6 @@ func (c *Client) httpClient() *http.Client {
 		return c.HTTPClient
 	}
 	return http.DefaultClient
-}
-
-func (c *Client) clock() time.Time {
-	if c.now != nil {
-		return c.now()
-	}
-	return time.Now()
 }
 
 func orDefault[T comparable](v, def T) T {
@@ -249,7 +240,7 @@ func (c *Client) httpError(url string, resp *http.Response) *HTTPError {
 		}
 	}
 	if e.Throttled() {
-		e.RetryAfter, e.HasRetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.clock())
+		e.RetryAfter, e.HasRetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return e
 }

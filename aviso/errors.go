@@ -77,6 +77,7 @@ func (e *HTTPError) ConfigError() bool {
 	return !e.Unauthorized() && !e.Throttled() && !e.ServerError()
 }
 
+// Error quotes the URL, status, aviso code, message, details and request ids.
 func (e *HTTPError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "aviso: POST %s: HTTP %d %s", e.URL, e.Status, http.StatusText(e.Status))
@@ -117,6 +118,7 @@ type ProtocolError struct {
 	Err error
 }
 
+// Error returns the message and the request id.
 func (e *ProtocolError) Error() string {
 	s := "aviso: protocol error: " + e.Message
 	if e.RequestID != "" {
@@ -125,6 +127,7 @@ func (e *ProtocolError) Error() string {
 	return s
 }
 
+// Unwrap returns the wrapped cause.
 func (e *ProtocolError) Unwrap() error { return e.Err }
 
 // TransportError is a dial, TLS or read failure, or a body that ended before
@@ -135,6 +138,7 @@ type TransportError struct {
 	RequestID string
 }
 
+// Error returns the underlying error and the request id.
 func (e *TransportError) Error() string {
 	s := "aviso: transport: " + e.Err.Error()
 	if e.RequestID != "" {
@@ -143,6 +147,7 @@ func (e *TransportError) Error() string {
 	return s
 }
 
+// Unwrap returns the underlying error.
 func (e *TransportError) Unwrap() error { return e.Err }
 
 // parseRetryAfter parses a Retry-After value: non-negative integer seconds

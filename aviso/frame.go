@@ -57,6 +57,8 @@ var kindNames = [...]string{
 	KindDecodeError:           "decode_error",
 }
 
+// String returns a snake_case name ("notification", "replay_started", ...)
+// for logs.
 func (k FrameKind) String() string {
 	if k > 0 && int(k) < len(kindNames) {
 		return kindNames[k]

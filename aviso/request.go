@@ -20,6 +20,7 @@ const (
 	Replay
 )
 
+// String returns "watch" or "replay".
 func (m Mode) String() string {
 	switch m {
 	case Watch:

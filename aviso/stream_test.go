@@ -63,7 +63,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestSlowConsumer(t *testing.T) {
 	const idle = 100 * time.Millisecond
 	s := avisotest.NewServer(t)
-	for range 200 { // ~80 KB: more than the client's and the kernel's buffers hold at once
+	for range 1000 { // ~500 KB: more than the client's and the kernel's buffers hold at once
 		s.Publish("mars", od, map[string]string{"note": strings.Repeat("x", 300)})
 	}
 	st := mustConnect(t, &aviso.Client{BaseURL: s.URL, IdleTimeout: idle}, aviso.Replay, aviso.Request{FromID: ptr[uint64](1)})
@@ -71,8 +71,8 @@ func TestSlowConsumer(t *testing.T) {
 		t.Fatalf("first frame %v", f.Kind)
 	}
 	<-time.After(4 * idle) // a blocked sink
-	got := collect(t, st, 300)
-	if len(got) != 202 || got[198] != "notification mars 200" || got[199] != "replay_completed" || got[201] != "EOF" {
+	got := collect(t, st, 1100)
+	if len(got) != 1002 || got[998] != "notification mars 1000" || got[999] != "replay_completed" || got[1001] != "EOF" {
 		t.Errorf("after the pause: %d frames, last %q", len(got), got[max(0, len(got)-4):])
 	}
 }

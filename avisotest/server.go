@@ -62,7 +62,8 @@ func WithHeartbeat(d time.Duration) Option { return func(c *config) { c.heartbea
 
 // WithMaxDuration sets the longest life of a /watch stream, after which it
 // closes with max_duration_reached (default 3600 s, as aviso; it includes
-// the replay time). It is also connection_will_close_in_seconds.
+// the replay time). It is also connection_will_close_in_seconds. d <= 0
+// removes the limit (and announces 0).
 func WithMaxDuration(d time.Duration) Option { return func(c *config) { c.maxDuration = d } }
 
 // WithReplayBatch sets the replay batch size (default 100, as aviso) and the
@@ -347,6 +348,8 @@ func (s *Server) snapshot(eventType string) ([]*entry, <-chan struct{}) {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	rid := newRequestID()
+	w.Header().Set("X-Request-ID", rid)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -357,8 +360,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.handlers.Done()
 
-	rid := newRequestID()
-	w.Header().Set("X-Request-ID", rid)
 	path, ok := strings.CutPrefix(r.URL.Path, s.cfg.basePath)
 	if !ok {
 		path = ""

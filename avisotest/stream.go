@@ -109,10 +109,12 @@ func (st *stream) serve() error {
 		return st.closeWith("end_of_stream", "")
 	}
 
-	st.deadline = start.Add(st.cfg.maxDuration)
+	if st.cfg.maxDuration > 0 {
+		st.deadline = start.Add(st.cfg.maxDuration)
+	}
 	st.nextHB = start.Add(st.cfg.heartbeat)
 	if !st.req.hasCursor() {
-		st.write(connectionEstablished(st.rid, ts, topic, uint64(st.cfg.maxDuration/time.Second)))
+		st.write(connectionEstablished(st.rid, ts, topic, uint64(max(st.cfg.maxDuration, 0)/time.Second)))
 		st.write(heartbeat(ts, topic))
 		if err := st.afterCount(); err != nil {
 			return err
