@@ -137,21 +137,29 @@ func readNewest(ctx context.Context, c *kafkago.Client, topic string, partition,
 	if err != nil {
 		return 0, err
 	}
-	offset := first
+	from := first
 	if depth > 0 {
-		offset = max(first, last-int64(depth))
+		from = max(first, last-int64(depth))
 	}
-	read := 0
-	for offset < last {
+	_, read, err := readRange(ctx, c, topic, partition, from, last, fn)
+	return read, err
+}
+
+// readRange calls fn for each record of a partition at offsets [from, to),
+// oldest first. It returns the offset after the last record it saw (at
+// least from) and how many records it read.
+func readRange(ctx context.Context, c *kafkago.Client, topic string, partition int, from, to int64, fn func(*kafkago.Record) error) (next int64, read int, err error) {
+	offset := from
+	for offset < to {
 		res, err := c.Fetch(ctx, &kafkago.FetchRequest{
 			Topic: topic, Partition: partition, Offset: offset,
 			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond,
 		})
 		if err != nil {
-			return read, err
+			return offset, read, err
 		}
 		if res.Error != nil {
-			return read, res.Error
+			return offset, read, res.Error
 		}
 		progressed := false
 		for {
@@ -161,26 +169,29 @@ func readNewest(ctx context.Context, c *kafkago.Client, topic string, partition,
 			}
 			if err != nil {
 				closeRecords(res.Records)
-				return read, err
+				return offset, read, err
 			}
 			if r.Offset < offset {
 				continue // batches may start before the requested offset
+			}
+			if r.Offset >= to {
+				break
 			}
 			offset, progressed = r.Offset+1, true
 			read++
 			if err := fn(r); err != nil {
 				closeRecords(res.Records)
-				return read, err
+				return offset, read, err
 			}
 		}
 		closeRecords(res.Records)
 		if !progressed {
 			// Nothing readable before the high watermark (compacted away or
 			// control records): done.
-			break
+			return to, read, nil
 		}
 	}
-	return read, nil
+	return max(offset, from), read, nil
 }
 
 func closeRecords(r kafkago.RecordReader) {

@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -91,10 +92,18 @@ func TestStoreRoundTrip(t *testing.T) {
 		}
 	}
 
-	// Written: key-a 5 and 42, key-b 100; every other commit was a no-op.
-	recs := readTopic(t, cl, kafka.DefaultCheckpointTopic)
-	if len(recs) != 3 {
-		t.Errorf("%d checkpoint records, want 3 (no-op commits write nothing)", len(recs))
+	// Commits written: key-a 5 and 42, key-b 100; every other commit was a
+	// no-op. Each of the four openings wrote a claim.
+	nClaims, nCommits := 0, 0
+	for _, r := range readTopic(t, cl, kafka.DefaultCheckpointTopic) {
+		if strings.Contains(string(r.Value), `"claim":true`) {
+			nClaims++
+		} else {
+			nCommits++
+		}
+	}
+	if nClaims != 4 || nCommits != 3 {
+		t.Errorf("%d claims and %d commits, want 4 and 3 (no-op commits write nothing)", nClaims, nCommits)
 	}
 }
 
@@ -148,5 +157,64 @@ func TestStoreExistingTopic(t *testing.T) {
 		if err != nil || !found || cp.Sequence != uint64(10+i) {
 			t.Fatalf("%s: Load = %+v, %v, %v", key, cp, found, err)
 		}
+	}
+}
+
+// TestStoreNewestOwnerWins: a second bridge opening the same key takes it
+// over; the first one's next commit fails with ErrKeyHeld, and nothing it
+// tries afterwards is written.
+func TestStoreNewestOwnerWins(t *testing.T) {
+	cl := kafkatest.NewCluster(t)
+	ctx := testContext(t, 30*time.Second)
+	first := openStore(t, cl, "shared")
+	if err := first.Commit(ctx, bridge.Checkpoint{Sequence: 10}); err != nil {
+		t.Fatal(err)
+	}
+	second := openStore(t, cl, "shared")
+	if cp, found, err := second.Load(ctx); err != nil || !found || cp.Sequence != 10 {
+		t.Fatalf("second Load = %+v, %v, %v", cp, found, err)
+	}
+	err := first.Commit(ctx, bridge.Checkpoint{Sequence: 20})
+	if !errors.Is(err, bridge.ErrKeyHeld) || !strings.Contains(err.Error(), "claimed by") {
+		t.Fatalf("first Commit after the takeover = %v, want ErrKeyHeld", err)
+	}
+	if err := first.Commit(ctx, bridge.Checkpoint{Sequence: 30}); !errors.Is(err, bridge.ErrKeyHeld) {
+		t.Fatalf("ErrKeyHeld is not sticky: %v", err)
+	}
+	if !errors.Is(first.Healthy(), bridge.ErrKeyHeld) {
+		t.Errorf("first Healthy = %v", first.Healthy())
+	}
+	if err := second.Commit(ctx, bridge.Checkpoint{Sequence: 15}); err != nil {
+		t.Fatalf("second Commit: %v", err)
+	}
+	third := openStore(t, cl, "shared")
+	if cp, _, err := third.Load(ctx); err != nil || cp.Sequence != 15 {
+		t.Fatalf("Load = %+v, %v; want 15 (the fenced store wrote nothing)", cp, err)
+	}
+}
+
+// TestStoreForeignCommitRaisesPosition: a commit by an older bridge that
+// landed after our claim (its last commit while shutting down) is not a
+// takeover, and our commits stay monotonic over it.
+func TestStoreForeignCommitRaisesPosition(t *testing.T) {
+	cl := kafkatest.NewCluster(t)
+	ctx := testContext(t, 30*time.Second)
+	st := openStore(t, cl, "k")
+	kc := cl.Client()
+	if err := kc.ProduceSync(ctx, &kgo.Record{Topic: kafka.DefaultCheckpointTopic, Key: []byte("k"),
+		Value: []byte(`{"last_committed_sequence":50,"owner":"old-bridge"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit(ctx, bridge.Checkpoint{Sequence: 40}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if cp, _, _ := st.Load(ctx); cp.Sequence != 50 {
+		t.Fatalf("Load = %d, want 50 (40 is below the stored position)", cp.Sequence)
+	}
+	if err := st.Commit(ctx, bridge.Checkpoint{Sequence: 60}); err != nil {
+		t.Fatal(err)
+	}
+	if cp, _, _ := st.Load(ctx); cp.Sequence != 60 {
+		t.Fatalf("Load = %d, want 60", cp.Sequence)
 	}
 }
