@@ -1,0 +1,549 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+)
+
+// Config is every environment variable of interface.md section 2 (plus a
+// few additions documented in the README). It is filled only by loadConfig.
+type Config struct {
+	Aviso      AvisoConfig      `env:", prefix=AVISO_"`
+	Sink       string           `env:"SINK, default=stdout"`
+	SinkFormat string           `env:"SINK_FORMAT, default=binary"`
+	NATS       NATSConfig       `env:", prefix=NATS_"`
+	Kafka      KafkaConfig      `env:", prefix=KAFKA_"`
+	Checkpoint CheckpointConfig `env:", prefix=CHECKPOINT_"`
+	Bridge     BridgeConfig     `env:", prefix=BRIDGE_"`
+	LogLevel   string           `env:"LOG_LEVEL, default=info"`
+	LogFormat  string           `env:"LOG_FORMAT, default=json"`
+}
+
+// AvisoConfig is the source: aviso-server.
+type AvisoConfig struct {
+	URL                string        `env:"URL"`
+	EventType          string        `env:"EVENT_TYPE"`
+	Identifier         string        `env:"IDENTIFIER, default={}"`
+	FromID             string        `env:"FROM_ID"`
+	FromDate           string        `env:"FROM_DATE"`
+	Mode               string        `env:"MODE, default=watch"`
+	Token              string        `env:"TOKEN" secret:"true"`
+	TokenFile          string        `env:"TOKEN_FILE"`
+	Username           string        `env:"USERNAME"`
+	Password           string        `env:"PASSWORD" secret:"true"`
+	PasswordFile       string        `env:"PASSWORD_FILE"`
+	CAFile             string        `env:"CA_FILE"`
+	InsecureSkipVerify bool          `env:"INSECURE_SKIP_VERIFY, default=false"`
+	AllowPlaintextAuth bool          `env:"ALLOW_PLAINTEXT_AUTH, default=false"`
+	HeartbeatInterval  time.Duration `env:"HEARTBEAT_INTERVAL, default=30s"`
+	IdleTimeout        time.Duration `env:"IDLE_TIMEOUT"` // default max(3 x interval, interval + 30s)
+	MaxEventSize       ByteSize      `env:"MAX_EVENT_SIZE, default=8MiB"`
+}
+
+// NATSConfig is the nats and jetstream sinks and the nats-kv store.
+type NATSConfig struct {
+	URL            string        `env:"URL, default=nats://127.0.0.1:4222"`
+	Subject        string        `env:"SUBJECT, default=aviso.{event_type}"`
+	Stream         string        `env:"STREAM"`
+	StreamCreate   bool          `env:"STREAM_CREATE, default=false"`
+	StreamSubjects string        `env:"STREAM_SUBJECTS"`
+	MaxPending     int           `env:"MAX_PENDING, default=256"`
+	PublishTimeout time.Duration `env:"PUBLISH_TIMEOUT, default=5s"`
+	CredsFile      string        `env:"CREDS_FILE"`
+	NKeySeedFile   string        `env:"NKEY_SEED_FILE"`
+	Token          string        `env:"TOKEN" secret:"true"`
+	TokenFile      string        `env:"TOKEN_FILE"`
+	User           string        `env:"USER"`
+	Password       string        `env:"PASSWORD" secret:"true"`
+	PasswordFile   string        `env:"PASSWORD_FILE"`
+	TLSCAFile      string        `env:"TLS_CA_FILE"`
+	TLSCertFile    string        `env:"TLS_CERT_FILE"`
+	TLSKeyFile     string        `env:"TLS_KEY_FILE"`
+	KVBucket       string        `env:"KV_BUCKET, default=aviso_bridge"`
+}
+
+// KafkaConfig is the kafka sink and the kafka store.
+type KafkaConfig struct {
+	Brokers         string        `env:"BROKERS"`
+	Topic           string        `env:"TOPIC, default=aviso.{event_type}"`
+	Key             string        `env:"KEY, default={event_type}"`
+	Acks            string        `env:"ACKS, default=all"`
+	BatchSize       int           `env:"BATCH_SIZE, default=100"`
+	BatchTimeout    time.Duration `env:"BATCH_TIMEOUT, default=5ms"`
+	Compression     string        `env:"COMPRESSION, default=none"`
+	SASLMechanism   string        `env:"SASL_MECHANISM"`
+	Username        string        `env:"USERNAME"`
+	Password        string        `env:"PASSWORD" secret:"true"`
+	PasswordFile    string        `env:"PASSWORD_FILE"`
+	TLS             bool          `env:"TLS, default=false"`
+	TLSCAFile       string        `env:"TLS_CA_FILE"`
+	TLSCertFile     string        `env:"TLS_CERT_FILE"`
+	TLSKeyFile      string        `env:"TLS_KEY_FILE"`
+	CheckpointTopic string        `env:"CHECKPOINT_TOPIC, default=aviso-bridge-checkpoints"`
+	WriteTimeout    time.Duration `env:"WRITE_TIMEOUT, default=10s"`
+}
+
+// CheckpointConfig is where the committed position lives.
+type CheckpointConfig struct {
+	Store    string        `env:"STORE, default=file"`
+	File     string        `env:"FILE, default=data/checkpoint.json"`
+	Key      string        `env:"KEY"`
+	Interval time.Duration `env:"INTERVAL, default=1s"`
+}
+
+// BridgeConfig is the pipeline and the process.
+type BridgeConfig struct {
+	MaxInFlight     int           `env:"MAX_IN_FLIGHT, default=256"`
+	OnReject        string        `env:"ON_REJECT, default=fail"`
+	DLQSubject      string        `env:"DLQ_SUBJECT, default=aviso.dlq"`
+	DLQTopic        string        `env:"DLQ_TOPIC, default=aviso-dlq"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s"`
+	HTTPAddr        string        `env:"HTTP_ADDR, default=:8080"`
+	ReadyStall      time.Duration `env:"READY_STALL, default=2m"`
+}
+
+// ByteSize is a size such as 8MiB, 512KiB, 1MB or 1048576.
+type ByteSize int64
+
+// EnvDecode implements envconfig.Decoder.
+func (b *ByteSize) EnvDecode(v string) error {
+	n, err := parseByteSize(v)
+	if err != nil {
+		return err
+	}
+	*b = ByteSize(n)
+	return nil
+}
+
+func (b ByteSize) String() string {
+	switch {
+	case b >= 1<<20 && b%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", b>>20)
+	case b >= 1<<10 && b%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", b>>10)
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+func parseByteSize(v string) (int64, error) {
+	s := strings.TrimSpace(v)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"kB", 1e3}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("invalid size %q (examples: 8MiB, 512KiB, 1048576)", v)
+	}
+	return n * mult, nil
+}
+
+// ConfigError is a configuration problem; the process exits 2.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return "configuration error: " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func configErrorf(format string, args ...any) error {
+	return &ConfigError{Err: fmt.Errorf(format, args...)}
+}
+
+// keepEmpty lists variables whose empty value means something (an empty
+// BRIDGE_HTTP_ADDR disables the endpoints); every other variable set to the
+// empty string counts as unset, as an operator writing VAR= in a compose
+// file expects.
+var keepEmpty = map[string]bool{"BRIDGE_HTTP_ADDR": true}
+
+func emptyAsUnset(l envconfig.Lookuper) envconfig.Lookuper {
+	return envconfig.LookuperFunc(func(key string) (string, bool) {
+		v, ok := l.Lookup(key)
+		if ok && strings.TrimSpace(v) == "" && !keepEmpty[key] {
+			return "", false
+		}
+		return v, ok
+	})
+}
+
+// loadConfig reads the configuration through lookup (os environment in
+// production, a map in tests), reads the _FILE secrets, and validates.
+func loadConfig(ctx context.Context, lookup envconfig.Lookuper) (*Config, error) {
+	var c Config
+	err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: emptyAsUnset(lookup)})
+	if err != nil {
+		return nil, &ConfigError{Err: nameVariable(err)}
+	}
+	if c.Aviso.IdleTimeout == 0 {
+		c.Aviso.IdleTimeout = idleBudget(c.Aviso.HeartbeatInterval)
+	}
+	if err := c.validate(); err != nil {
+		return nil, &ConfigError{Err: err}
+	}
+	return &c, nil
+}
+
+// idleBudget is the default AVISO_IDLE_TIMEOUT: max(3 x interval, interval + 30s).
+func idleBudget(interval time.Duration) time.Duration {
+	return max(3*interval, interval+30*time.Second)
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	// Source.
+	if c.Aviso.URL == "" {
+		add("AVISO_URL is required (base URL of aviso-server, e.g. https://aviso.example.int/)")
+	} else if u, err := url.Parse(c.Aviso.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("AVISO_URL: %q is not an http(s) URL with a host", c.Aviso.URL)
+	}
+	if c.Aviso.EventType == "" {
+		add("AVISO_EVENT_TYPE is required (the aviso event type to watch, e.g. mars)")
+	}
+	var ident map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(c.Aviso.Identifier), &ident); err != nil || ident == nil {
+		add("AVISO_IDENTIFIER: must be a JSON object such as {\"class\":\"od\"}: %q", c.Aviso.Identifier)
+	}
+	if c.Aviso.FromID != "" && c.Aviso.FromDate != "" {
+		add("AVISO_FROM_ID and AVISO_FROM_DATE are both set; set at most one")
+	}
+	if c.Aviso.FromID != "" {
+		if _, err := strconv.ParseUint(strings.TrimSpace(c.Aviso.FromID), 10, 64); err != nil {
+			add("AVISO_FROM_ID: %q is not a non-negative integer sequence", c.Aviso.FromID)
+		}
+	}
+	switch c.Aviso.Mode {
+	case "watch", "replay":
+	default:
+		add("AVISO_MODE: %q is not watch or replay", c.Aviso.Mode)
+	}
+	if c.Aviso.Token != "" && c.Aviso.TokenFile != "" {
+		add("AVISO_TOKEN and AVISO_TOKEN_FILE are both set; set one")
+	}
+	if c.Aviso.Password != "" && c.Aviso.PasswordFile != "" {
+		add("AVISO_PASSWORD and AVISO_PASSWORD_FILE are both set; set one")
+	}
+	if (c.Aviso.Password != "" || c.Aviso.PasswordFile != "") && c.Aviso.Username == "" {
+		add("AVISO_PASSWORD(_FILE) is set without AVISO_USERNAME")
+	}
+	if c.Aviso.Username != "" && c.Aviso.Password == "" && c.Aviso.PasswordFile == "" {
+		add("AVISO_USERNAME is set without AVISO_PASSWORD or AVISO_PASSWORD_FILE")
+	}
+	if (c.Aviso.Token != "" || c.Aviso.TokenFile != "") && c.Aviso.Username != "" {
+		add("AVISO_TOKEN(_FILE) and AVISO_USERNAME are both set; choose bearer or basic credentials")
+	}
+	if c.avisoHasCredentials() && !c.Aviso.AllowPlaintextAuth && plaintextToRemote(c.Aviso.URL) {
+		add("AVISO_URL: refusing to send credentials over plain http:// to a non-loopback host; use https:// or set AVISO_ALLOW_PLAINTEXT_AUTH=true")
+	}
+	if c.Aviso.HeartbeatInterval <= 0 {
+		add("AVISO_HEARTBEAT_INTERVAL: must be positive")
+	}
+	if c.Aviso.IdleTimeout <= 0 {
+		add("AVISO_IDLE_TIMEOUT: must be positive")
+	}
+	for _, f := range []struct{ name, path string }{
+		{"AVISO_TOKEN_FILE", c.Aviso.TokenFile}, {"AVISO_PASSWORD_FILE", c.Aviso.PasswordFile}, {"AVISO_CA_FILE", c.Aviso.CAFile},
+	} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				add("%s: %v", f.name, err)
+			}
+		}
+	}
+
+	// Sink.
+	switch c.Sink {
+	case "stdout", "nats", "jetstream", "kafka":
+	default:
+		add("SINK: %q is not one of stdout, nats, jetstream, kafka", c.Sink)
+	}
+	switch c.SinkFormat {
+	case "binary", "structured":
+	default:
+		add("SINK_FORMAT: %q is not binary or structured", c.SinkFormat)
+	}
+	if c.Sink == "nats" || c.Sink == "jetstream" || c.Checkpoint.Store == "nats-kv" {
+		if _, err := bridge.ParseTemplate(c.NATS.Subject, bridge.EncodeNATSSubject); err != nil {
+			add("NATS_SUBJECT: %v", err)
+		}
+		if _, err := bridge.ParseTemplate(c.Bridge.DLQSubject, bridge.EncodeNATSSubject); err != nil {
+			add("BRIDGE_DLQ_SUBJECT: %v", err)
+		}
+		if c.NATS.MaxPending <= 0 {
+			add("NATS_MAX_PENDING: must be positive")
+		}
+		if c.NATS.StreamCreate && c.NATS.Stream == "" {
+			add("NATS_STREAM_CREATE=true needs NATS_STREAM (the name of the stream to create)")
+		}
+		if c.NATS.Token != "" && c.NATS.TokenFile != "" {
+			add("NATS_TOKEN and NATS_TOKEN_FILE are both set; set one")
+		}
+		if c.NATS.Password != "" && c.NATS.PasswordFile != "" {
+			add("NATS_PASSWORD and NATS_PASSWORD_FILE are both set; set one")
+		}
+		if (c.NATS.TLSCertFile == "") != (c.NATS.TLSKeyFile == "") {
+			add("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together")
+		}
+	}
+	if c.Sink == "kafka" || c.Checkpoint.Store == "kafka" {
+		if strings.TrimSpace(c.Kafka.Brokers) == "" {
+			add("KAFKA_BROKERS is required for SINK=kafka or CHECKPOINT_STORE=kafka (comma-separated host:port)")
+		}
+		for _, t := range []struct{ name, v string }{{"KAFKA_TOPIC", c.Kafka.Topic}, {"BRIDGE_DLQ_TOPIC", c.Bridge.DLQTopic}} {
+			if _, err := bridge.ParseTemplate(t.v, bridge.EncodeKafkaTopic); err != nil {
+				add("%s: %v", t.name, err)
+			}
+		}
+		if _, err := bridge.ParseTemplate(c.Kafka.Key, bridge.EncodeNone); err != nil {
+			add("KAFKA_KEY: %v", err)
+		}
+		switch c.Kafka.Acks {
+		case "all", "one":
+		default:
+			add("KAFKA_ACKS: %q is not all or one", c.Kafka.Acks)
+		}
+		switch c.Kafka.Compression {
+		case "none", "gzip", "snappy", "lz4", "zstd":
+		default:
+			add("KAFKA_COMPRESSION: %q is not one of none, gzip, snappy, lz4, zstd", c.Kafka.Compression)
+		}
+		switch c.Kafka.SASLMechanism {
+		case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			add("KAFKA_SASL_MECHANISM: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.Kafka.SASLMechanism)
+		}
+		if c.Kafka.SASLMechanism != "" && (c.Kafka.Username == "" || (c.Kafka.Password == "" && c.Kafka.PasswordFile == "")) {
+			add("KAFKA_SASL_MECHANISM=%s needs KAFKA_USERNAME and KAFKA_PASSWORD or KAFKA_PASSWORD_FILE", c.Kafka.SASLMechanism)
+		}
+		if c.Kafka.Password != "" && c.Kafka.PasswordFile != "" {
+			add("KAFKA_PASSWORD and KAFKA_PASSWORD_FILE are both set; set one")
+		}
+		if c.Kafka.BatchSize <= 0 {
+			add("KAFKA_BATCH_SIZE: must be positive")
+		}
+		if c.Kafka.BatchTimeout <= 0 {
+			add("KAFKA_BATCH_TIMEOUT: must be positive")
+		}
+		if (c.Kafka.TLSCertFile == "") != (c.Kafka.TLSKeyFile == "") {
+			add("KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE must be set together")
+		}
+	}
+
+	// Checkpoint.
+	switch c.Checkpoint.Store {
+	case "file":
+		if c.Checkpoint.File == "" {
+			add("CHECKPOINT_FILE is required for CHECKPOINT_STORE=file")
+		}
+	case "nats-kv":
+		if c.NATS.KVBucket == "" {
+			add("NATS_KV_BUCKET is required for CHECKPOINT_STORE=nats-kv")
+		}
+	case "kafka":
+		if c.Kafka.CheckpointTopic == "" {
+			add("KAFKA_CHECKPOINT_TOPIC is required for CHECKPOINT_STORE=kafka")
+		}
+	case "none":
+	default:
+		add("CHECKPOINT_STORE: %q is not one of file, nats-kv, kafka, none", c.Checkpoint.Store)
+	}
+	if c.Checkpoint.Key != "" && !isHexKey(c.Checkpoint.Key) {
+		add("CHECKPOINT_KEY: %q must be 64 lowercase hex characters (a SHA-256 digest)", c.Checkpoint.Key)
+	}
+	if c.Checkpoint.Interval <= 0 {
+		add("CHECKPOINT_INTERVAL: must be positive")
+	}
+
+	// Bridge.
+	if c.Bridge.MaxInFlight <= 0 {
+		add("BRIDGE_MAX_IN_FLIGHT: must be positive")
+	}
+	if _, err := bridge.ParseRejectPolicy(c.Bridge.OnReject); err != nil {
+		add("%v", err)
+	}
+	if c.Bridge.ShutdownTimeout <= 0 {
+		add("BRIDGE_SHUTDOWN_TIMEOUT: must be positive")
+	}
+	if c.Bridge.ReadyStall <= 0 {
+		add("BRIDGE_READY_STALL: must be positive")
+	}
+	if c.Bridge.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.Bridge.HTTPAddr); err != nil {
+			add("BRIDGE_HTTP_ADDR: %q is not host:port (or :port; empty disables)", c.Bridge.HTTPAddr)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		add("LOG_FORMAT: %q is not json or text", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) avisoHasCredentials() bool {
+	return c.Aviso.Token != "" || c.Aviso.TokenFile != "" || c.Aviso.Username != ""
+}
+
+// plaintextToRemote reports whether raw is http:// to a host that is not loopback.
+func plaintextToRemote(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return ip == nil || !ip.IsLoopback()
+}
+
+func isHexKey(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Variable describes one environment variable of Config.
+type Variable struct {
+	Name    string
+	Default string
+	Secret  bool
+	Value   reflect.Value
+}
+
+// variables lists every environment variable Config reads, in declaration order.
+func variables(c *Config) []Variable {
+	var out []Variable
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := f.Tag.Get("env")
+			name, opts, _ := strings.Cut(tag, ",")
+			name = strings.TrimSpace(name)
+			if name == "" {
+				p := ""
+				for _, o := range strings.Split(opts, ",") {
+					if o = strings.TrimSpace(o); strings.HasPrefix(o, "prefix=") {
+						p = strings.TrimPrefix(o, "prefix=")
+					}
+				}
+				walk(v.Field(i), prefix+p)
+				continue
+			}
+			def := ""
+			for _, o := range strings.Split(opts, ",") {
+				if o = strings.TrimSpace(o); strings.HasPrefix(o, "default=") {
+					def = strings.TrimPrefix(o, "default=")
+				}
+			}
+			out = append(out, Variable{Name: prefix + name, Default: def, Secret: f.Tag.Get("secret") == "true", Value: v.Field(i)})
+		}
+	}
+	walk(reflect.ValueOf(c).Elem(), "")
+	return out
+}
+
+// fieldVariables maps envconfig's error path ("Aviso: HeartbeatInterval") to
+// the variable name, so parse errors name the variable to fix.
+func fieldVariables() map[string]string {
+	m := map[string]string{}
+	var walk func(t reflect.Type, path, prefix string)
+	walk = func(t reflect.Type, path, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, opts, _ := strings.Cut(f.Tag.Get("env"), ",")
+			p := path + f.Name + ": "
+			if strings.TrimSpace(name) == "" {
+				pre := ""
+				for _, o := range strings.Split(opts, ",") {
+					if o = strings.TrimSpace(o); strings.HasPrefix(o, "prefix=") {
+						pre = strings.TrimPrefix(o, "prefix=")
+					}
+				}
+				walk(f.Type, p, prefix+pre)
+				continue
+			}
+			m[p] = prefix + strings.TrimSpace(name)
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "", "")
+	return m
+}
+
+func nameVariable(err error) error {
+	msg := err.Error()
+	best := ""
+	for path := range fieldVariables() {
+		if strings.HasPrefix(msg, path) && len(path) > len(best) {
+			best = path
+		}
+	}
+	if best == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %s", fieldVariables()[best], strings.TrimPrefix(msg, best))
+}
+
+// redacted renders the effective configuration, one VAR=value per line,
+// secrets replaced.
+func (c *Config) redacted() string {
+	vars := variables(c)
+	lines := make([]string, 0, len(vars))
+	for _, v := range vars {
+		val := fmt.Sprint(v.Value.Interface())
+		if v.Secret && val != "" {
+			val = "[redacted]"
+		}
+		lines = append(lines, v.Name+"="+val)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// secrets returns every secret value this configuration holds (including
+// contents of _FILE secrets), so tests and the log handler can prove none
+// is ever printed.
+func (c *Config) secretValues() []string {
+	var out []string
+	for _, v := range variables(c) {
+		if s := fmt.Sprint(v.Value.Interface()); v.Secret && s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
