@@ -108,6 +108,8 @@ func TestCloudEventContent(t *testing.T) {
 	for _, c := range cases {
 		chunks = append(chunks, "event: replay\ndata: "+ceJSON(c.id, c.ident, c.payload)+"\n\n")
 	}
+	noPayload := `{"data":{"identifier":{"a":"b"}},"id":"mars@12"}`
+	chunks = append(chunks, "event: live-notification\ndata: "+noPayload+"\n\n")
 	url := rawServer(t, rawResp{chunks: chunks})
 	st := mustConnect(t, &aviso.Client{BaseURL: url}, aviso.Watch, aviso.Request{})
 	for _, c := range cases {
@@ -122,6 +124,11 @@ func TestCloudEventContent(t *testing.T) {
 			string(n.Data) != wantData || string(n.CloudEvent) != ceJSON(c.id, c.ident, c.payload) || !bytes.Equal(f.Raw, n.CloudEvent) {
 			t.Errorf("%s: %+v", c.name, n)
 		}
+	}
+	// 6.5.47: no payload key at all.
+	if f := nextFrame(t, st); f.Kind != aviso.KindNotification || string(f.Notification.Data) != `{"identifier":{"a":"b"}}` ||
+		f.Notification.Source != "" || f.Notification.Sequence != 12 {
+		t.Errorf("without payload: %+v", f)
 	}
 }
 

@@ -229,10 +229,12 @@ func TestReplayLimit(t *testing.T) {
 		"event: replay-control\ndata: " + `{"message":"m","timestamp":"t","topic":"mars","type":"notification_replay_limit_reached"}` + "\n\n",
 		"event: replay-control\ndata: " + `{"timestamp":"t","topic":"mars","type":"some_future_type"}` + "\n\n",
 		"event: replay-control\ndata: {oops\n\n",
+		"event: replay-control\ndata: " + `{"timestamp":"t","topic":"mars","type":"replay_completed"}` + "\n\n",
+		"event: replay-control\ndata: " + `{"timestamp":"t","topic":"mars","type":"replay_completed"}` + "\n\n",
 	}})
 	st = mustConnect(t, &aviso.Client{BaseURL: url}, aviso.Watch, aviso.Request{FromID: ptr[uint64](1)})
-	if got, want := collect(t, st, 10), []string{"replay_limit_reached -", "decode_error", "EOF"}; !slices.Equal(got, want) {
-		t.Errorf("without max_allowed: %q, want %q", got, want)
+	if got, want := collect(t, st, 10), []string{"replay_limit_reached -", "decode_error", "replay_completed", "replay_completed", "EOF"}; !slices.Equal(got, want) {
+		t.Errorf("without max_allowed, unknown type, bad JSON, repeated replay_completed (6.2.26): %q, want %q", got, want)
 	}
 }
 
