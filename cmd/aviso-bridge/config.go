@@ -95,6 +95,10 @@ type KafkaConfig struct {
 	TLSKeyFile      string        `env:"TLS_KEY_FILE"`
 	CheckpointTopic string        `env:"CHECKPOINT_TOPIC, default=aviso-bridge-checkpoints"`
 	WriteTimeout    time.Duration `env:"WRITE_TIMEOUT, default=10s"`
+	BatchBytes      ByteSize      `env:"BATCH_BYTES, default=1MiB"`
+	MaxAttempts     int           `env:"MAX_ATTEMPTS, default=3"`
+	DedupeScan      int           `env:"DEDUPE_SCAN, default=0"`
+	ClientID        string        `env:"CLIENT_ID, default=aviso-bridge"`
 }
 
 // CheckpointConfig is where the committed position lives.

@@ -352,6 +352,10 @@ func kafkaConfig(cfg *Config) (kafkasink.Config, error) {
 		MaxInFlight:     cfg.Bridge.MaxInFlight,
 		EventType:       cfg.Aviso.EventType,
 		WriteTimeout:    cfg.Kafka.WriteTimeout,
+		BatchBytes:      int64(cfg.Kafka.BatchBytes),
+		MaxAttempts:     cfg.Kafka.MaxAttempts,
+		DedupeScan:      cfg.Kafka.DedupeScan,
+		ClientID:        cfg.Kafka.ClientID,
 	}
 	if err := kc.Validate(); err != nil {
 		return kc, &ConfigError{Err: err}
