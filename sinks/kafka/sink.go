@@ -107,9 +107,10 @@ type Sink struct {
 	closed    bool
 	failed    bool   // a retryable failure was released while held back
 	failedSeq uint64 // its sequence: re-publishing it (or earlier) resumes
-	// stored are ids known to be in the topic: from the start-up scan, and
-	// records stored after a failure (acknowledged successfully but
-	// re-published by the pipeline). Publish acknowledges them unwritten.
+	// scanned and afterFail are ids known to be in the topic: from the
+	// start-up scan, and records stored after a failure (acknowledged
+	// successfully, but the pipeline re-publishes everything after the
+	// failure). Publish acknowledges them without writing.
 	scanned    map[string]location
 	afterFail  map[string]location
 	soloIDs    map[string]struct{} // re-send one record per request (batch too large)
@@ -130,7 +131,6 @@ type pending struct {
 	id        string
 	topic     string
 	partition int // set by the balancer inside WriteMessages
-	written   bool
 	done      bool
 	err       error
 	// hdr is the record's header storage (one allocation per publish).
@@ -306,7 +306,7 @@ func (s *Sink) Publish(ctx context.Context, n *bridge.Notification) error {
 	}
 	var e *pending
 	if !known && !solo {
-		e = &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, written: true}
+		e = &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1}
 		s.queue = append(s.queue, e)
 	}
 	s.mu.Unlock()
@@ -322,7 +322,7 @@ func (s *Sink) Publish(ctx context.Context, n *bridge.Notification) error {
 			return s.publishSolo(ctx, n, topic, key)
 		}
 		// Known id, but this record would go to another partition: write it.
-		e = &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, written: true}
+		e = &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1}
 		s.mu.Lock()
 		s.queue = append(s.queue, e)
 		s.mu.Unlock()
@@ -380,7 +380,7 @@ func (s *Sink) publishSolo(ctx context.Context, n *bridge.Notification, topic st
 		s.setHealthy()
 	}
 	s.mu.Lock()
-	s.queue = append(s.queue, &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, written: ackErr == nil, done: true, err: ackErr})
+	s.queue = append(s.queue, &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, done: true, err: ackErr})
 	s.releaseLocked()
 	s.mu.Unlock()
 	return nil
