@@ -38,8 +38,6 @@ const (
 // maxErrorBody bounds how much of a non-200 body is read.
 const maxErrorBody = 64 << 10
 
-// errOpeningDeadline is the cancellation cause of the opening timer.
-var errOpeningDeadline = errors.New("aviso: opening deadline exceeded")
 
 // IdleBudget returns the idle watchdog budget for a server heartbeat
 // interval: max(3 x interval, interval + 30 s), capped at 2^32-1 seconds
@@ -121,7 +119,7 @@ func (c *Client) Connect(ctx context.Context, mode Mode, req Request) (*Stream, 
 
 	sctx, cancel := context.WithCancelCause(ctx)
 	opening := orDefault(c.OpeningTimeout, DefaultOpeningTimeout)
-	openTimer := time.AfterFunc(opening, func() { cancel(errOpeningDeadline) })
+	openTimer := time.AfterFunc(opening, func() { cancel(ErrOpeningTimeout) })
 	fail := func(err error) (*Stream, error) {
 		openTimer.Stop()
 		cancel(err)
@@ -143,8 +141,8 @@ func (c *Client) Connect(ctx context.Context, mode Mode, req Request) (*Stream, 
 	resp, err := c.httpClient().Do(hreq)
 	if err != nil {
 		switch {
-		case context.Cause(sctx) == errOpeningDeadline:
-			return fail(&ProtocolError{Message: fmt.Sprintf("no response headers from %s within the opening deadline (%s); check the base URL", url, opening), Err: errOpeningDeadline})
+		case context.Cause(sctx) == ErrOpeningTimeout:
+			return fail(&ProtocolError{Message: fmt.Sprintf("no response headers from %s within the opening deadline (%s); check the base URL", url, opening), Err: ErrOpeningTimeout})
 		case ctx.Err() != nil:
 			return fail(ctx.Err())
 		}
@@ -159,7 +157,7 @@ func (c *Client) Connect(ctx context.Context, mode Mode, req Request) (*Stream, 
 	}
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || !strings.EqualFold(mt, "text/event-stream") {
 		resp.Body.Close()
-		return fail(&ProtocolError{RequestID: rid, Message: fmt.Sprintf(
+		return fail(&ProtocolError{RequestID: rid, Err: ErrNotEventStream, Message: fmt.Sprintf(
 			"HTTP 200 from %s has Content-Type %q, not text/event-stream; check the base URL points to an aviso server",
 			url, resp.Header.Get("Content-Type"))})
 	}
@@ -175,8 +173,8 @@ func (c *Client) Connect(ctx context.Context, mode Mode, req Request) (*Stream, 
 		if err != nil {
 			s.Close()
 			switch {
-			case errors.Is(err, errOpeningDeadline):
-				err = &ProtocolError{RequestID: rid, Err: errOpeningDeadline, Message: fmt.Sprintf(
+			case errors.Is(err, ErrOpeningTimeout):
+				err = &ProtocolError{RequestID: rid, Err: ErrOpeningTimeout, Message: fmt.Sprintf(
 					"no %s opening frame from %s within the opening deadline (%s)", want, url, opening)}
 			case errors.Is(err, ErrEventTooLarge):
 				err = &ProtocolError{RequestID: rid, Err: err, Message: "opening: " + err.Error()}
@@ -191,7 +189,7 @@ func (c *Client) Connect(ctx context.Context, mode Mode, req Request) (*Stream, 
 		if f.Kind == want {
 			if !openTimer.Stop() { // fired meanwhile: the stream is cancelled
 				s.Close()
-				return fail(&ProtocolError{RequestID: rid, Err: errOpeningDeadline, Message: fmt.Sprintf(
+				return fail(&ProtocolError{RequestID: rid, Err: ErrOpeningTimeout, Message: fmt.Sprintf(
 					"no %s opening frame from %s within the opening deadline (%s)", want, url, opening)})
 			}
 			s.Opening = f

@@ -71,6 +71,9 @@ func TestOpening(t *testing.T) {
 			if !strings.Contains(pe.Message, tt.wantMsg) || (tt.wantRID != "" && pe.RequestID != tt.wantRID) {
 				t.Errorf("ProtocolError %q (request id %q), want message containing %q, request id %q", pe.Message, pe.RequestID, tt.wantMsg, tt.wantRID)
 			}
+			if wrongType := tt.ctype == "text/html"; errors.Is(err, aviso.ErrNotEventStream) != wrongType || (pe.Frame == nil) != wrongType {
+				t.Errorf("ErrNotEventStream %v, Frame %v", errors.Is(err, aviso.ErrNotEventStream), pe.Frame)
+			}
 		})
 	}
 }
@@ -109,8 +112,8 @@ func TestOpeningDeadline(t *testing.T) {
 			s.Fault(tt.fault)
 			_, err := connect(t, &aviso.Client{BaseURL: s.URL, OpeningTimeout: 200 * time.Millisecond}, aviso.Watch, aviso.Request{})
 			var pe *aviso.ProtocolError
-			if !errors.As(err, &pe) || !strings.Contains(pe.Message, tt.want) {
-				t.Fatalf("Connect: %v, want a ProtocolError containing %q", err, tt.want)
+			if !errors.As(err, &pe) || !strings.Contains(pe.Message, tt.want) || !errors.Is(err, aviso.ErrOpeningTimeout) {
+				t.Fatalf("Connect: %v, want a ProtocolError (ErrOpeningTimeout) containing %q", err, tt.want)
 			}
 		})
 	}
@@ -118,7 +121,7 @@ func TestOpeningDeadline(t *testing.T) {
 		url := tickingServer(t, 20*time.Millisecond, slicesRepeat(heartbeatFrame, 50)...)
 		_, err := connect(t, &aviso.Client{BaseURL: url, OpeningTimeout: 200 * time.Millisecond}, aviso.Watch, aviso.Request{})
 		var pe *aviso.ProtocolError
-		if !errors.As(err, &pe) || !strings.Contains(pe.Message, "opening deadline") {
+		if !errors.As(err, &pe) || !strings.Contains(pe.Message, "opening deadline") || !errors.Is(err, aviso.ErrOpeningTimeout) {
 			t.Fatalf("Connect: %v, want an opening-deadline ProtocolError", err)
 		}
 	})

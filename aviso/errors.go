@@ -26,6 +26,14 @@ var (
 	// ErrCredentials is wrapped by Connect when Credentials.Authorization
 	// fails (for example an unreadable token file).
 	ErrCredentials = errors.New("aviso: credentials unavailable")
+	// ErrOpeningTimeout is wrapped by the ProtocolError of a connection
+	// whose response headers or opening frame did not arrive within
+	// Client.OpeningTimeout.
+	ErrOpeningTimeout = errors.New("aviso: opening deadline exceeded")
+	// ErrNotEventStream is wrapped by the ProtocolError of a 200 answer
+	// whose Content-Type is not text/event-stream (a wrong base URL, a
+	// captive portal).
+	ErrNotEventStream = errors.New("aviso: response is not an event stream")
 	// ErrMalformed is wrapped by the Err of every KindDecodeError frame and by
 	// the errors of ParseCloudEvent and ParseEventID.
 	ErrMalformed = errors.New("aviso: malformed frame")
@@ -105,10 +113,46 @@ func (e *HTTPError) Error() string {
 	return b.String()
 }
 
-// ProtocolError is a response that is not an aviso stream: a 200 with the
-// wrong Content-Type, a missing or unexpected opening frame, an error or
-// closing frame before the opening, the opening deadline, an oversized event
-// during the opening.
+// EventTooLargeError is the error of an SSE event larger than MaxEventSize;
+// it wraps ErrEventTooLarge and ends the connection. After the overflow the
+// rest of the event is read and its CloudEvent id recovered, best effort,
+// from its end (aviso renders the id after the data, which is what makes an
+// event large), so that the caller can count the notification as malformed
+// and resume after it instead of receiving it again.
+type EventTooLargeError struct {
+	Limit     int
+	RequestID string
+	// ID, EventType and Sequence are the recovered CloudEvent id and its
+	// parts; HasSequence is false when no valid id was found.
+	ID          string
+	EventType   string
+	Sequence    uint64
+	HasSequence bool
+	// Tail is the end of the event (at most 1 KiB), for a dead-letter record.
+	Tail []byte
+}
+
+// Error names the limit, the recovered id and the request id.
+func (e *EventTooLargeError) Error() string {
+	s := fmt.Sprintf("%v (limit %d bytes", ErrEventTooLarge, e.Limit)
+	if e.ID != "" {
+		s += "; CloudEvent id " + e.ID
+	}
+	if e.RequestID != "" {
+		s += "; request_id " + e.RequestID
+	}
+	return s + ")"
+}
+
+// Unwrap returns ErrEventTooLarge.
+func (e *EventTooLargeError) Unwrap() error { return ErrEventTooLarge }
+
+// ProtocolError is a response that is not an aviso stream. The cause can be
+// told apart with errors.Is and Frame: ErrNotEventStream (a 200 with the
+// wrong Content-Type), ErrOpeningTimeout (no headers or no opening frame in
+// time), ErrEventTooLarge (an oversized event before the opening), or Frame
+// set (an error frame, a connection-closing frame, a malformed frame or an
+// unexpected frame where the opening was expected).
 type ProtocolError struct {
 	Message   string
 	RequestID string

@@ -111,12 +111,33 @@ func TestSSEOversizedEvent(t *testing.T) {
 	if got, want := collect(t, st, 10), []string{"notification mars 5", "too_large"}; !slices.Equal(got, want) {
 		t.Errorf("frames %q, want %q", got, want)
 	}
-	if _, err := st.Next(); !errors.Is(err, aviso.ErrEventTooLarge) {
-		t.Errorf("error is not sticky: %v", err)
+	_, err := st.Next()
+	var tl *aviso.EventTooLargeError
+	if !errors.As(err, &tl) {
+		t.Fatalf("error is not sticky: %v", err)
+	}
+	if tl.ID != "mars@6" || !tl.HasSequence || tl.Sequence != 6 || tl.EventType != "mars" || tl.Limit != 4096 ||
+		tl.RequestID != "hdr-rid" || !strings.HasSuffix(string(tl.Tail), `"type":"int.ecmwf.aviso.mars"}`+"\n\n") {
+		t.Errorf("EventTooLargeError %+v", tl)
+	}
+
+	// CRLF framing; and an oversized event that never ends (no id recovered).
+	for _, tt := range []struct {
+		chunks []string
+		id     string
+	}{
+		{[]string{crlf(liveOpening), crlf(big) + crlf(notifFrame("mars@7"))}, "mars@6"},
+		{[]string{liveOpening, big[:len(big)-200]}, ""},
+	} {
+		url := rawServer(t, rawResp{chunks: tt.chunks})
+		st := mustConnect(t, &aviso.Client{BaseURL: url, MaxEventSize: 4096}, aviso.Watch, aviso.Request{})
+		if _, err := st.Next(); !errors.As(err, &tl) || tl.ID != tt.id || tl.HasSequence != (tt.id != "") {
+			t.Errorf("want id %q: %v", tt.id, err)
+		}
 	}
 
 	url = rawServer(t, rawResp{chunks: []string{heartbeatFrame, big}})
-	_, err := connect(t, &aviso.Client{BaseURL: url, MaxEventSize: 4096}, aviso.Watch, aviso.Request{})
+	_, err = connect(t, &aviso.Client{BaseURL: url, MaxEventSize: 4096}, aviso.Watch, aviso.Request{})
 	var pe *aviso.ProtocolError
 	if !errors.As(err, &pe) || !errors.Is(err, aviso.ErrEventTooLarge) {
 		t.Errorf("oversized opening: %v, want a ProtocolError wrapping ErrEventTooLarge", err)
