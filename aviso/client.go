@@ -38,7 +38,6 @@ const (
 // maxErrorBody bounds how much of a non-200 body is read.
 const maxErrorBody = 64 << 10
 
-
 // IdleBudget returns the idle watchdog budget for a server heartbeat
 // interval: max(3 x interval, interval + 30 s), capped at 2^32-1 seconds
 // (90 s for the default 30 s interval).
