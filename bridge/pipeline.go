@@ -845,7 +845,7 @@ func (r *runner) finish() error {
 			err = errors.Join(err, cerr)
 		}
 	}
-	p.log.Info("bridge.stopped", "checkpoint_sequence", r.committed.Sequence, "checkpoint_found", r.committedFound, "in_flight", r.tail-r.head)
+	p.log.Info("bridge.pipeline.stopped", "checkpoint_sequence", r.committed.Sequence, "checkpoint_found", r.committedFound, "in_flight", r.tail-r.head)
 	return err
 }
 
