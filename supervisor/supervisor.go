@@ -9,6 +9,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,8 +150,14 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.MaxSequenceErrors <= 0 {
 		cfg.MaxSequenceErrors = 5
 	}
-	s := &Supervisor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics}
+	if id := bytes.TrimSpace(cfg.Identifier); len(id) > 0 && (id[0] != '{' || !json.Valid(id)) {
+		return nil, &ConfigError{Setting: "AVISO_IDENTIFIER", Err: fmt.Errorf("identifier %q is not a JSON object", truncate(string(id), 200))}
+	}
 	st := cfg.Start
+	if st.FromID != nil && st.FromDate != "" {
+		return nil, &ConfigError{Setting: "AVISO_FROM_ID or AVISO_FROM_DATE", Err: errors.New("set at most one start position")}
+	}
+	s := &Supervisor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics}
 	switch {
 	case st.HasCheckpoint:
 		s.lastForwarded, s.haveForwarded = st.Checkpoint, true
@@ -220,12 +227,24 @@ type outcome struct {
 	retryAfter time.Duration
 	requestID  string
 	err        error // cause, for the log
-	confirmed  bool  // the opening frame was confirmed
+	// confirmed: the session ended in a way that proves the server healthy
+	// (a confirmed opening followed by a routine close or a transport loss);
+	// it resets the backoff. Error frames, oversized events and unknown
+	// close reasons do not confirm, so a server that fails every session
+	// sees the backoff grow.
+	confirmed bool
+	// progressed: the session forwarded at least one notification (also
+	// resets the backoff).
+	progressed bool
 }
 
 // Run connects, reads, and reconnects until ctx is done (returns ctx.Err()),
-// a replay completes (returns nil), or a failure that retrying cannot fix
-// (a *ConfigError, or the pipeline's error).
+// a replay completes (returns nil; the caller then calls CloseInput on the
+// pipeline, drains and commits), or a failure that retrying cannot fix (a
+// *ConfigError, or the pipeline's error, such as bridge.ErrStopped when the
+// pipeline stopped first: its Run error is then the one to report).
+//
+// Run must be called at most once.
 func (s *Supervisor) Run(ctx context.Context) error {
 	var (
 		attempt       int  // consecutive failures since the last confirmed opening
@@ -234,16 +253,30 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		lastLimitSeq  uint64
 		limitStreak   int
 		errSeq        uint64 // sequence named by the last error frame
+		errSeqAt      uint64 // lastForwarded when it was named
 		errSeqStreak  int
+		refresh       bool // re-read the credentials before the next request (after a 401)
 	)
 	defer s.setDisconnected("stopped")
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if refresh {
+			refresh = false
+			if err := s.cfg.Client.Credentials.Refresh(ctx); err != nil {
+				s.log.Error("aviso.auth.refresh_failed", "error", err.Error(),
+					"hint", "check AVISO_TOKEN_FILE or AVISO_PASSWORD_FILE")
+			} else {
+				s.log.Info("aviso.auth.refreshed")
+			}
+		}
 		begun := s.cfg.Clock.Now()
 		out := s.session(ctx)
 		if out.fatal != nil {
+			if ce := (*ConfigError)(nil); errors.As(out.fatal, &ce) {
+				s.log.Error("aviso.config_error", "setting", ce.Setting, "error", ce.Err.Error())
+			}
 			return out.fatal
 		}
 		if out.done {
@@ -252,7 +285,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if out.confirmed {
+		if out.confirmed || out.progressed {
 			attempt = 0
 			authRetried = false
 		}
@@ -263,36 +296,38 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			shortSessions = 0
 		}
 
-		// Error frames naming a sequence that keeps failing: give it up
-		// loudly after MaxSequenceErrors tries so the watch is not stuck.
-		if out.reason == reasonServerError {
-			if seq, ok := out.err.(*serverErrorFrame); ok && seq.hasSeq {
-				if seq.seq == errSeq {
-					errSeqStreak++
-				} else {
-					errSeq, errSeqStreak = seq.seq, 1
-				}
-				if errSeqStreak >= s.cfg.MaxSequenceErrors && (!s.haveForwarded || seq.seq > s.lastForwarded) {
-					s.log.Error("aviso.sequence.abandoned", "sequence", seq.seq, "attempts", errSeqStreak,
-						"request_id", out.requestID, "error", seq.message,
-						"hint", "aviso-server cannot build this notification; it is counted as malformed and skipped")
-					s.m.MalformedFrames.Inc()
-					s.setForwarded(seq.seq)
-					errSeqStreak = 0
-				}
+		// Error frames naming a sequence that keeps failing with no progress
+		// in between: give it up loudly after MaxSequenceErrors tries so that
+		// the watch is not stuck on it forever.
+		if ef, ok := out.err.(*serverErrorFrame); ok && ef.hasSeq {
+			if ef.seq == errSeq && s.lastForwarded == errSeqAt && errSeqStreak > 0 {
+				errSeqStreak++
+			} else {
+				errSeq, errSeqAt, errSeqStreak = ef.seq, s.lastForwarded, 1
+			}
+			if errSeqStreak >= s.cfg.MaxSequenceErrors && (!s.haveForwarded || ef.seq > s.lastForwarded) {
+				s.log.Error("aviso.sequence.abandoned", "sequence", ef.seq, "attempts", errSeqStreak,
+					"request_id", out.requestID, "error", ef.message,
+					"hint", "aviso-server cannot build this notification; it is counted as malformed and skipped")
+				s.m.MalformedFrames.Inc()
+				s.setForwarded(ef.seq)
+				errSeqStreak = 0
 			}
 		}
 
 		var delay time.Duration
+		used := attempt // the backoff attempt this delay is drawn for
 		switch out.policy {
 		case policyImmediate:
 			if short {
-				delay = s.cfg.Backoff.Delay(shortSessions - 1)
+				used = shortSessions - 1
+				delay = s.cfg.Backoff.Delay(used)
 			}
 		case policyProgress:
 			if s.haveForwarded && s.lastForwarded == lastLimitSeq {
 				limitStreak++
-				delay = s.cfg.Backoff.Delay(limitStreak - 1)
+				used = limitStreak - 1
+				delay = s.cfg.Backoff.Delay(used)
 			} else {
 				limitStreak = 0
 			}
@@ -303,9 +338,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			delay = out.retryAfter
 			attempt++
 		case policyAuth:
+			refresh = true
 			if !authRetried {
 				authRetried = true
-				delay = 0
 			} else {
 				delay = s.cfg.Backoff.Delay(attempt)
 				attempt++
@@ -320,7 +355,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if out.policy == policyBackoff || out.policy == policyAuth || out.policy == policyRetryAfter {
 			level = slog.LevelWarn
 		}
-		attrs := []any{"reason", out.reason, "delay_ms", delay.Milliseconds(), "attempt", attempt, "request_id", out.requestID}
+		attrs := []any{"reason", out.reason, "delay_ms", delay.Milliseconds(), "attempt", used, "request_id", out.requestID}
 		if out.err != nil {
 			attrs = append(attrs, "error", out.err.Error())
 		}
@@ -350,6 +385,7 @@ const (
 	reasonReplayLimit   = "replay_limit_reached"
 	reasonProtocol      = "protocol_error"
 	reasonEventTooLarge = "event_too_large"
+	reasonCredentials   = "credentials_unavailable"
 )
 
 // request builds the next request from the cursor.
@@ -382,24 +418,21 @@ func cursorAttrs(req aviso.Request) []any {
 }
 
 // session runs one connection to its end.
-func (s *Supervisor) session(ctx context.Context) outcome {
+func (s *Supervisor) session(ctx context.Context) (out outcome) {
 	req, err := s.request()
 	if err != nil {
 		return outcome{fatal: err}
 	}
 	st, err := s.cfg.Client.Connect(ctx, s.cfg.Mode, req)
 	if err != nil {
-		return s.connectFailure(ctx, err)
+		return s.connectFailure(ctx, req, err)
 	}
 	defer st.Close()
 	// Close the body when ctx ends so a blocked read returns.
 	stop := context.AfterFunc(ctx, func() { st.Close() })
 	defer stop()
 
-	rid := st.RequestID
-	if st.Opening.RequestID != "" {
-		rid = st.Opening.RequestID
-	}
+	rid := firstNonEmpty(st.Opening.RequestID, st.RequestID)
 	s.setConnected(rid)
 	s.log.Info("aviso.connection.opened", append([]any{"request_id", rid, "mode", s.cfg.Mode.String()}, cursorAttrs(req)...)...)
 	if st.Opening.Kind == aviso.KindConnectionEstablished && !s.haveForwarded && s.fromDate == "" && req.FromID == nil {
@@ -407,10 +440,15 @@ func (s *Supervisor) session(ctx context.Context) outcome {
 		// before the first notification asks for everything since then.
 		if ts := st.Opening.Timestamp; ts != "" {
 			s.fromDate = ts
-			s.log.Debug("aviso.start.pinned", "from_date", ts, "request_id", rid)
+			s.log.Info("aviso.start.pinned", "from_date", ts, "request_id", rid)
+		} else {
+			s.log.Warn("aviso.start.unpinned", "request_id", rid,
+				"hint", "connection_established carried no timestamp: a reconnect before the first notification resumes live and may miss notifications")
 		}
 	}
 
+	forwarded := 0
+	defer func() { out.progressed = forwarded > 0 }()
 	replayCompleted := false
 	prog := progress{at: s.cfg.Clock.Now()}
 	for {
@@ -423,15 +461,22 @@ func (s *Supervisor) session(ctx context.Context) outcome {
 		}
 		switch f.Kind {
 		case aviso.KindNotification:
-			if err := s.forward(ctx, &f.Notification); err != nil {
+			ok, err := s.forward(ctx, &f.Notification)
+			if err != nil {
 				if ctx.Err() != nil {
 					return outcome{fatal: ctx.Err()}
 				}
 				return outcome{fatal: err}
 			}
-			s.progress(&prog, &f.Notification, !replayCompleted && st.Opening.Kind == aviso.KindReplayStarted)
+			if ok {
+				forwarded++
+				s.progress(&prog, &f.Notification, !replayCompleted && st.Opening.Kind == aviso.KindReplayStarted)
+			}
 		case aviso.KindDecodeError:
 			if err := s.malformed(ctx, f, rid); err != nil {
+				if ctx.Err() != nil {
+					return outcome{fatal: ctx.Err()}
+				}
 				return outcome{fatal: err}
 			}
 		case aviso.KindReplayCompleted:
@@ -446,25 +491,33 @@ func (s *Supervisor) session(ctx context.Context) outcome {
 			return outcome{reason: reasonReplayLimit, policy: policyProgress, requestID: rid, confirmed: true}
 		case aviso.KindServerError:
 			s.m.ServerErrors.Inc()
-			s.log.Error("aviso.server.error", "request_id", firstNonEmpty(f.RequestID, rid), "error", f.ErrorCode,
+			erid := firstNonEmpty(f.RequestID, rid)
+			if f.HasSequence && s.haveForwarded && f.Sequence <= s.lastForwarded {
+				// A failed re-send of something already forwarded (a seam
+				// duplicate): nothing is missing, so no reconnect.
+				s.log.Warn("aviso.server.error", "request_id", erid, "error", f.ErrorCode, "message", f.Message,
+					"sequence", f.Sequence, "topic", f.Topic, "action", "ignored: sequence already forwarded")
+				continue
+			}
+			s.log.Error("aviso.server.error", "request_id", erid, "error", f.ErrorCode,
 				"message", f.Message, "sequence", f.Sequence, "topic", f.Topic,
 				"action", "reconnecting from the cursor after a backoff")
-			// confirmed stays false: a server that fails every session must
-			// see the backoff grow, not restart at its first window.
-			return outcome{reason: reasonServerError, policy: policyBackoff, requestID: firstNonEmpty(f.RequestID, rid),
-				err: &serverErrorFrame{message: f.Message, seq: f.Sequence, hasSeq: f.HasSequence}}
+			return outcome{reason: reasonServerError, policy: policyBackoff, requestID: erid,
+				err: &serverErrorFrame{code: f.ErrorCode, message: f.Message, seq: f.Sequence, hasSeq: f.HasSequence}}
 		case aviso.KindClosing:
 			return s.closing(f, rid, replayCompleted)
 		}
 	}
 }
 
-// forward deduplicates n and hands it to the pipeline.
-func (s *Supervisor) forward(ctx context.Context, an *aviso.Notification) error {
+// forward deduplicates n and hands it to the pipeline; ok is false for a
+// dropped duplicate.
+func (s *Supervisor) forward(ctx context.Context, an *aviso.Notification) (ok bool, err error) {
 	s.m.NotificationsReceived.Inc()
 	if s.haveForwarded && an.Sequence <= s.lastForwarded {
 		s.m.DuplicatesDropped.Inc()
-		return nil
+		s.log.Debug("aviso.notification.duplicate", "sequence", an.Sequence, "last_forwarded", s.lastForwarded)
+		return false, nil
 	}
 	if s.haveForwarded && an.Sequence > s.lastForwarded+1 {
 		s.m.SequenceGaps.Inc()
@@ -490,10 +543,10 @@ func (s *Supervisor) forward(ctx context.Context, an *aviso.Notification) error 
 		}
 	}
 	if err := s.cfg.Pipeline.Submit(ctx, &n); err != nil {
-		return err
+		return false, err
 	}
 	s.setForwarded(an.Sequence)
-	return nil
+	return true, nil
 }
 
 type progress struct {
@@ -561,9 +614,16 @@ func (s *Supervisor) closing(f aviso.Frame, rid string, replayCompleted bool) ou
 		}
 		return outcome{reason: reasonEndOfStream, policy: policyImmediate, requestID: rid, confirmed: true}
 	default:
+		// The official client stops here; the bridge retries, but with a
+		// growing backoff (not confirmed) so that a server that keeps closing
+		// for a reason we do not know is not hammered.
 		s.log.Warn("aviso.connection.unknown_close", "reason", f.Reason, "request_id", rid,
 			"action", "reconnecting from the cursor after a backoff")
-		return outcome{reason: reasonUnknownClose, policy: policyBackoff, requestID: rid, confirmed: true}
+		err := fmt.Errorf("connection-closing with unknown reason %q", f.Reason)
+		if f.Err != nil {
+			err = fmt.Errorf("undecodable connection-closing frame: %w", f.Err)
+		}
+		return outcome{reason: reasonUnknownClose, policy: policyBackoff, requestID: rid, err: err}
 	}
 }
 
@@ -575,14 +635,20 @@ func (s *Supervisor) streamFailure(err error, rid string) outcome {
 	case errors.Is(err, aviso.ErrIdleTimeout):
 		return outcome{reason: reasonIdle, policy: policyBackoff, requestID: rid, err: err, confirmed: true}
 	case errors.Is(err, aviso.ErrEventTooLarge):
+		// The aviso stream cannot skip an oversized event: it is terminal
+		// for the connection, and the reconnect from the cursor meets the
+		// same event again. Not confirmed, so the backoff grows to its
+		// ceiling instead of hammering the server.
 		s.m.MalformedFrames.Inc()
+		s.log.Error("aviso.frame.too_large", "error", err.Error(), "request_id", rid, "last_forwarded", s.lastForwarded,
+			"hint", "raise AVISO_MAX_EVENT_SIZE: the stream cannot move past this event")
 		return outcome{reason: reasonEventTooLarge, policy: policyBackoff, requestID: rid, err: err}
 	}
 	return outcome{reason: reasonTransport, policy: policyBackoff, requestID: rid, err: err, confirmed: true}
 }
 
 // connectFailure classifies an error from Client.Connect.
-func (s *Supervisor) connectFailure(ctx context.Context, err error) outcome {
+func (s *Supervisor) connectFailure(ctx context.Context, req aviso.Request, err error) outcome {
 	if ctx.Err() != nil {
 		return outcome{fatal: ctx.Err()}
 	}
@@ -597,9 +663,8 @@ func (s *Supervisor) connectFailure(ctx context.Context, err error) outcome {
 				return outcome{fatal: &ConfigError{Setting: "AVISO_TOKEN, AVISO_TOKEN_FILE or AVISO_USERNAME/AVISO_PASSWORD",
 					Err: fmt.Errorf("aviso-server requires credentials and none are configured: %w", he)}}
 			}
-			if rerr := s.cfg.Client.Credentials.Refresh(ctx); rerr != nil {
-				s.log.Error("aviso.auth.refresh_failed", "error", rerr.Error())
-			}
+			// Run re-reads the credentials right before the retry, so a
+			// secret rotated during the wait is used at once.
 			return outcome{reason: reasonUnauthorized, policy: policyAuth, requestID: rid, err: he}
 		case he.Throttled():
 			if he.HasRetryAfter {
@@ -609,32 +674,56 @@ func (s *Supervisor) connectFailure(ctx context.Context, err error) outcome {
 		case he.ServerError():
 			return outcome{reason: reasonHTTP5xx, policy: policyBackoff, requestID: rid, err: he}
 		default:
-			return outcome{fatal: &ConfigError{Setting: settingFor(he), Err: he}}
+			return outcome{fatal: &ConfigError{Setting: s.settingFor(he, req), Err: he}}
 		}
 	case errors.As(err, &pe):
 		s.log.Error("aviso.connection.protocol_error", "error", pe.Error(), "request_id", pe.RequestID,
 			"hint", "check that AVISO_URL points to an aviso-server")
 		return outcome{reason: reasonProtocol, policy: policyBackoff, requestID: pe.RequestID, err: pe}
+	case errors.Is(err, aviso.ErrInvalidRequest):
+		// The client cannot even form the request (New already checked the
+		// identifier and the event type): the base URL.
+		return outcome{fatal: &ConfigError{Setting: "AVISO_URL", Err: err}}
+	case errors.Is(err, aviso.ErrCredentials):
+		// An unreadable or empty token/password file: a rotated secret may be
+		// in the middle of being replaced, so retry (not ready meanwhile).
+		s.log.Error("aviso.auth.unavailable", "error", err.Error(),
+			"hint", "check AVISO_TOKEN_FILE or AVISO_PASSWORD_FILE")
+		return outcome{reason: reasonCredentials, policy: policyBackoff, err: err}
+	case errors.Is(err, aviso.ErrIdleTimeout):
+		return outcome{reason: reasonIdle, policy: policyBackoff, err: err}
 	}
 	return outcome{reason: reasonTransport, policy: policyBackoff, err: err}
 }
 
-// settingFor names the variable an operator should fix for a terminal HTTP status.
-func settingFor(he *aviso.HTTPError) string {
+// settingFor names the variable an operator should fix for a terminal HTTP
+// status answered to req.
+func (s *Supervisor) settingFor(he *aviso.HTTPError, req aviso.Request) string {
 	switch {
 	case he.Code == "UNKNOWN_EVENT_TYPE":
 		return "AVISO_EVENT_TYPE"
 	case he.Status == 400:
-		return "AVISO_IDENTIFIER, AVISO_EVENT_TYPE, AVISO_FROM_ID or AVISO_FROM_DATE"
+		switch {
+		case req.FromDate != "" && req.FromDate == s.cfg.Start.FromDate:
+			return "AVISO_IDENTIFIER or AVISO_FROM_DATE"
+		case req.FromID != nil && s.cfg.Start.HasCheckpoint:
+			return "AVISO_IDENTIFIER (or the stored checkpoint, CHECKPOINT_*)"
+		case req.FromID != nil && s.cfg.Start.FromID != nil:
+			return "AVISO_IDENTIFIER or AVISO_FROM_ID"
+		}
+		return "AVISO_IDENTIFIER or AVISO_EVENT_TYPE"
+	case he.Status == 401:
+		return "AVISO_TOKEN, AVISO_TOKEN_FILE or AVISO_USERNAME/AVISO_PASSWORD"
 	case he.Status == 403:
 		return "AVISO_TOKEN/AVISO_TOKEN_FILE or AVISO_USERNAME (this identity may not read the stream)"
-	case he.Status == 404 || he.Status == 405:
-		return "AVISO_URL"
+	case he.Status == 413:
+		return "AVISO_IDENTIFIER (request body too large)"
 	}
 	return "AVISO_URL"
 }
 
 type serverErrorFrame struct {
+	code    string
 	message string
 	seq     uint64
 	hasSeq  bool
@@ -642,9 +731,16 @@ type serverErrorFrame struct {
 
 func (e *serverErrorFrame) Error() string {
 	if e.hasSeq {
-		return fmt.Sprintf("aviso error frame for sequence %d: %s", e.seq, e.message)
+		return fmt.Sprintf("aviso error frame %q for sequence %d: %s", e.code, e.seq, e.message)
 	}
-	return "aviso error frame: " + e.message
+	return fmt.Sprintf("aviso error frame %q: %s", e.code, e.message)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "...(truncated)"
 }
 
 func firstNonEmpty(a, b string) string {
