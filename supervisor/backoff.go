@@ -33,34 +33,41 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error {
 }
 
 // Backoff computes full-jitter exponential delays: uniform in
-// [0, min(Base x 2^attempt, Max)).
+// [0, min(Base x 2^attempt, Max)). The zero value is the default schedule.
 type Backoff struct {
-	Base time.Duration // 250 ms
-	Max  time.Duration // 30 s
+	Base time.Duration // first window (0: 250 ms)
+	Max  time.Duration // largest window (0: 30 s)
 	// Rand returns a float in [0, 1); nil uses math/rand/v2.
 	Rand func() float64
 }
 
-// Ceiling is the exclusive upper bound of the delay for attempt (0-based).
+// Ceiling is the exclusive upper bound of the delay for attempt (0-based;
+// negative counts as 0).
 func (b Backoff) Ceiling(attempt int) time.Duration {
-	if attempt < 0 {
-		attempt = 0
+	base, ceil := b.Base, b.Max
+	if base <= 0 {
+		base = 250 * time.Millisecond
 	}
-	if attempt > 20 {
-		attempt = 20
+	if ceil <= 0 {
+		ceil = 30 * time.Second
 	}
-	c := b.Base << attempt
-	if c > b.Max || c <= 0 {
-		c = b.Max
+	c := min(base, ceil)
+	for i := 0; i < attempt && c < ceil; i++ {
+		if c > ceil/2 {
+			return ceil
+		}
+		c *= 2
 	}
 	return c
 }
 
-// Delay returns a random delay for attempt (0-based).
+// Delay returns a random delay for attempt (0-based), in [0, Ceiling(attempt)).
 func (b Backoff) Delay(attempt int) time.Duration {
 	r := b.Rand
 	if r == nil {
 		r = rand.Float64
 	}
-	return time.Duration(r() * float64(b.Ceiling(attempt)))
+	c := b.Ceiling(attempt)
+	d := time.Duration(r() * float64(c))
+	return max(0, min(d, c-1))
 }
