@@ -105,7 +105,9 @@ type Config struct {
 	// broker's default.
 	CheckpointReplicationFactor int
 	// MaxInFlight is BRIDGE_MAX_IN_FLIGHT (default 256): the Acks buffer and
-	// the lower bound of the start-up scan (2 x MaxInFlight records).
+	// the lower bound of the start-up scan (2 x MaxInFlight records). Use
+	// the pipeline's value: a pipeline with a larger window could fill the
+	// Acks buffer and stall.
 	MaxInFlight int
 	// EventType is AVISO_EVENT_TYPE: renders the topic for the start-up
 	// scan and the dead-letter topic of malformed frames.
