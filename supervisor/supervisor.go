@@ -371,21 +371,23 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 // Reconnect reasons (the label of aviso_bridge_reconnects_total).
 const (
-	reasonMaxDuration   = "max_duration_reached"
-	reasonEndOfStream   = "end_of_stream"
-	reasonShutdown      = "server_shutdown"
-	reasonUnknownClose  = "unknown_close_reason"
-	reasonEOF           = "eof"
-	reasonIdle          = "idle_timeout"
-	reasonTransport     = "transport_error"
-	reasonHTTP5xx       = "http_5xx"
-	reasonThrottled     = "throttled"
-	reasonUnauthorized  = "unauthorized"
-	reasonServerError   = "server_error"
-	reasonReplayLimit   = "replay_limit_reached"
-	reasonProtocol      = "protocol_error"
-	reasonEventTooLarge = "event_too_large"
-	reasonCredentials   = "credentials_unavailable"
+	reasonMaxDuration    = "max_duration_reached"
+	reasonEndOfStream    = "end_of_stream"
+	reasonShutdown       = "server_shutdown"
+	reasonUnknownClose   = "unknown_close_reason"
+	reasonEOF            = "eof"
+	reasonIdle           = "idle_timeout"
+	reasonTransport      = "transport_error"
+	reasonHTTP5xx        = "http_5xx"
+	reasonThrottled      = "throttled"
+	reasonUnauthorized   = "unauthorized"
+	reasonServerError    = "server_error"
+	reasonReplayLimit    = "replay_limit_reached"
+	reasonProtocol       = "protocol_error"
+	reasonOpeningTimeout = "opening_timeout"
+	reasonNotEventStream = "not_event_stream"
+	reasonEventTooLarge  = "event_too_large"
+	reasonCredentials    = "credentials_unavailable"
 )
 
 // request builds the next request from the cursor.
@@ -448,7 +450,7 @@ func (s *Supervisor) session(ctx context.Context) (out outcome) {
 	}
 
 	forwarded := 0
-	defer func() { out.progressed = forwarded > 0 }()
+	defer func() { out.progressed = out.progressed || forwarded > 0 }()
 	replayCompleted := false
 	prog := progress{at: s.cfg.Clock.Now()}
 	for {
@@ -457,7 +459,7 @@ func (s *Supervisor) session(ctx context.Context) (out outcome) {
 			if ctx.Err() != nil {
 				return outcome{fatal: ctx.Err()}
 			}
-			return s.streamFailure(err, rid)
+			return s.streamFailure(ctx, err, rid)
 		}
 		switch f.Kind {
 		case aviso.KindNotification:
@@ -628,23 +630,52 @@ func (s *Supervisor) closing(f aviso.Frame, rid string, replayCompleted bool) ou
 }
 
 // streamFailure classifies an error from Stream.Next.
-func (s *Supervisor) streamFailure(err error, rid string) outcome {
+func (s *Supervisor) streamFailure(ctx context.Context, err error, rid string) outcome {
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return outcome{reason: reasonEOF, policy: policyBackoff, requestID: rid, err: err, confirmed: true}
 	case errors.Is(err, aviso.ErrIdleTimeout):
 		return outcome{reason: reasonIdle, policy: policyBackoff, requestID: rid, err: err, confirmed: true}
 	case errors.Is(err, aviso.ErrEventTooLarge):
-		// The aviso stream cannot skip an oversized event: it is terminal
-		// for the connection, and the reconnect from the cursor meets the
-		// same event again. Not confirmed, so the backoff grows to its
-		// ceiling instead of hammering the server.
-		s.m.MalformedFrames.Inc()
-		s.log.Error("aviso.frame.too_large", "error", err.Error(), "request_id", rid, "last_forwarded", s.lastForwarded,
-			"hint", "raise AVISO_MAX_EVENT_SIZE: the stream cannot move past this event")
-		return outcome{reason: reasonEventTooLarge, policy: policyBackoff, requestID: rid, err: err}
+		return s.tooLarge(ctx, err, rid)
 	}
 	return outcome{reason: reasonTransport, policy: policyBackoff, requestID: rid, err: err, confirmed: true}
+}
+
+// tooLarge handles an event larger than the client's MaxEventSize, which
+// ends the connection. It is a malformed frame: counted, dead-lettered (its
+// tail) when configured, and skipped when aviso recovered its sequence, so
+// the reconnect resumes after it. Without a sequence the reconnect from the
+// cursor meets the same event again; the session is then not confirmed, so
+// the backoff grows to its ceiling instead of hammering the server.
+func (s *Supervisor) tooLarge(ctx context.Context, err error, rid string) outcome {
+	s.m.MalformedFrames.Inc()
+	out := outcome{reason: reasonEventTooLarge, policy: policyBackoff, requestID: rid, err: err}
+	var te *aviso.EventTooLargeError
+	skip := errors.As(err, &te) && te.HasSequence && (!s.haveForwarded || te.Sequence > s.lastForwarded)
+	attrs := []any{"error", err.Error(), "request_id", rid, "dead_lettered", s.cfg.DeadLetterMalformed}
+	if skip {
+		attrs = append(attrs, "sequence", te.Sequence, "action", "skipped: resuming after it",
+			"hint", "raise AVISO_MAX_EVENT_SIZE to forward such notifications")
+	} else {
+		attrs = append(attrs, "last_forwarded", s.lastForwarded, "action", "reconnecting from the cursor after a backoff",
+			"hint", "raise AVISO_MAX_EVENT_SIZE: the stream cannot move past this event")
+	}
+	s.log.Error("aviso.frame.too_large", attrs...)
+	if s.cfg.DeadLetterMalformed && te != nil {
+		dl := bridge.DeadLetter{Kind: bridge.DeadLetterMalformed, Raw: te.Tail, Reason: err.Error() + " (body: the end of the event only)"}
+		if derr := s.cfg.Pipeline.DeadLetter(ctx, dl); derr != nil {
+			if ctx.Err() != nil {
+				return outcome{fatal: ctx.Err()}
+			}
+			return outcome{fatal: derr}
+		}
+	}
+	if skip {
+		s.setForwarded(te.Sequence)
+		out.progressed = true
+	}
+	return out
 }
 
 // connectFailure classifies an error from Client.Connect.
@@ -677,9 +708,16 @@ func (s *Supervisor) connectFailure(ctx context.Context, req aviso.Request, err 
 			return outcome{fatal: &ConfigError{Setting: s.settingFor(he, req), Err: he}}
 		}
 	case errors.As(err, &pe):
+		reason := reasonProtocol
+		switch {
+		case errors.Is(pe, aviso.ErrOpeningTimeout):
+			reason = reasonOpeningTimeout
+		case errors.Is(pe, aviso.ErrNotEventStream):
+			reason = reasonNotEventStream
+		}
 		s.log.Error("aviso.connection.protocol_error", "error", pe.Error(), "request_id", pe.RequestID,
 			"hint", "check that AVISO_URL points to an aviso-server")
-		return outcome{reason: reasonProtocol, policy: policyBackoff, requestID: pe.RequestID, err: pe}
+		return outcome{reason: reason, policy: policyBackoff, requestID: pe.RequestID, err: pe}
 	case errors.Is(err, aviso.ErrInvalidRequest):
 		// The client cannot even form the request (New already checked the
 		// identifier and the event type): the base URL.
