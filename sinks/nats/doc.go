@@ -12,13 +12,25 @@
 // received. Nats-Msg-Id is always the CloudEvent id, so JetStream drops a
 // re-send within the stream's duplicate window.
 //
-// Ordering across failures: both sinks publish with nats.go's reconnect
-// buffer disabled (nothing is queued silently while disconnected), and once
-// a retryable failure has been reported they refuse (retryably, without
-// sending) every later Publish until the pipeline has received every
-// outstanding acknowledgement and starts re-publishing from the failed
-// notification. A reconnect while publishes are outstanding counts as such a
-// failure. See docs/design/nats-sink.md for the reasoning.
+// Ordering across failures. The stored order must stay the receipt order
+// although the pipeline re-publishes from a failed notification on:
+//   - both sinks connect with nats.go's reconnect buffer disabled
+//     (ReconnectBufSize -1), so a publish while disconnected fails at once
+//     instead of being queued and sent after later ones;
+//   - on a disconnect nats.go fails every pending JetStream publish
+//     (ErrDisconnected) and drops what it had not written yet; a core flush
+//     issued while reconnecting is answered over the new connection, so a
+//     flush only acknowledges messages when the reconnect count did not
+//     change since they were written;
+//   - once a retryable failure has been reported, Publish refuses
+//     (retryably, without sending) until every outstanding Ack has been
+//     taken from Acks; a reconnect while publishes are outstanding counts
+//     as such a failure, since the new connection could otherwise carry a
+//     later notification before the lost ones are re-sent;
+//   - JetStream's own no-responders retry (which would re-send a message
+//     after later ones) is off; the sink asks the server whether a stream
+//     captures the subject and reports "no stream" as permanent and
+//     anything else as retryable.
 //
 // The package name shadows nats.go; this package imports nats.go as natsgo.
 package nats

@@ -93,24 +93,31 @@ func avisoStream(t *testing.T, srv *natstest.Server, mod ...func(*jetstream.Stre
 	return srv.JetStream(t)
 }
 
-// publishAll publishes ns and returns their acks (in order), failing the
+// publishAll publishes ns, at most 64 unacknowledged (sinks are built
+// with a larger MaxInFlight), and returns their acks in order, failing the
 // test on a Publish error or a missing ack.
 func publishAll(t *testing.T, s bridge.Sink, ns []*bridge.Notification) []bridge.Ack {
 	t.Helper()
 	ctx := testCtx(t, 30*time.Second)
 	out := make([]bridge.Ack, 0, len(ns))
-	for _, n := range ns {
-		if err := s.Publish(ctx, n); err != nil {
-			t.Fatalf("Publish %s: %v", n.ID, err)
-		}
-	}
-	for range ns {
+	take := func() {
 		select {
 		case a := <-s.Acks():
 			out = append(out, a)
 		case <-ctx.Done():
 			t.Fatalf("waiting for acks: got %d of %d", len(out), len(ns))
 		}
+	}
+	for i, n := range ns {
+		if i-len(out) >= 64 {
+			take()
+		}
+		if err := s.Publish(ctx, n); err != nil {
+			t.Fatalf("Publish %s: %v", n.ID, err)
+		}
+	}
+	for len(out) < len(ns) {
+		take()
 	}
 	return out
 }

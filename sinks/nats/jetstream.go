@@ -17,11 +17,18 @@ import (
 // JetStreamSink is SINK=jetstream: each notification is published with
 // PublishAsync and acknowledged by the stream that stored it.
 //
-// At most NATS_MAX_PENDING publishes await their acks; one goroutine waits
-// on their futures in publish order and feeds Acks. Nats-Msg-Id is the
-// CloudEvent id, so a re-send within the stream's duplicate window (after a
-// failure, or after a restart from an older checkpoint) is acknowledged
-// without being stored twice.
+// At most NATS_MAX_PENDING publishes await their acks. Their outcomes
+// arrive through nats.go's async ack and error handlers (in any order: a
+// disconnect fails the pending ones in map order) and are recorded in a
+// ring of the pending publishes; whoever completes the head of the ring
+// feeds Acks, in publish order. The handlers run on nats.go's goroutines,
+// so there is no goroutine of ours per message or per sink, and no channel
+// allocated per message (waiting on each PubAckFuture would cost two, plus
+// a goroutine hand-off per ack).
+//
+// Nats-Msg-Id is the CloudEvent id, so a re-send within the stream's
+// duplicate window (after a failure, or after a restart from an older
+// checkpoint) is acknowledged without being stored twice.
 type JetStreamSink struct {
 	cfg     *compiled
 	enc     encoder
@@ -31,29 +38,29 @@ type JetStreamSink struct {
 	pubOpts []jetstream.PublishOpt
 
 	acks  chan bridge.Ack
-	queue chan jsPending
-	slots chan struct{} // one token per outstanding publish
+	slots chan struct{} // one token per pending publish
 
-	pubMu sync.Mutex // serialises Publish: the queue order is the wire order
+	pubMu sync.Mutex // serialises Publish: the ring order is the wire order
 
-	mu          sync.Mutex
-	outstanding int    // accepted publishes whose Ack is not yet on acks
-	broken      bool   // a retryable failure was reported; see Publish
-	lastEpoch   uint64 // reconnect count before the last accepted publish
-	closed      bool
+	mu         sync.Mutex
+	ring       []jsPending // pending publishes, positions [head, tail)
+	mask       uint64
+	head, tail uint64
+	broken     bool   // a retryable failure was reported; see Publish
+	lastEpoch  uint64 // reconnect count before the last accepted publish
+	closed     bool
+	idle       chan struct{} // Close waits on it; closed when the ring empties
 
 	noStream noStreamCache
-
-	closing chan struct{} // closed by Close: the ack loop exits once the queue is empty
-	abort   chan struct{} // closed when Close's ctx ends: outstanding futures are abandoned
-	done    chan struct{} // closed when the ack loop has exited
 }
 
 type jsPending struct {
 	seq  uint64
 	id   string
 	subj string
-	fut  jetstream.PubAckFuture
+	msg  *natsgo.Msg // nil once abandoned by Close
+	done bool
+	err  error
 }
 
 // Options are the collaborators of a sink or store.
@@ -93,20 +100,14 @@ func NewJetStreamSink(ctx context.Context, cfg Config, o Options) (*JetStreamSin
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(c.MaxPending),
-		jetstream.WithPublishAsyncTimeout(c.PublishTimeout),
-		jetstream.WithDefaultTimeout(c.PublishTimeout),
-	)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
+	size := uint64(1)
+	for size < uint64(c.MaxPending) {
+		size <<= 1
 	}
 	s := &JetStreamSink{
 		cfg: c,
 		enc: encoder{subject: c.subject, dlq: c.dlq, structured: c.Format == FormatStructured, stream: c.Stream},
 		nc:  nc,
-		js:  js,
 		log: log,
 		pubOpts: []jetstream.PublishOpt{
 			// A no-responders retry would be sent after later messages:
@@ -114,18 +115,30 @@ func NewJetStreamSink(ctx context.Context, cfg Config, o Options) (*JetStreamSin
 			jetstream.WithRetryAttempts(0),
 			jetstream.WithStallWait(c.PublishTimeout),
 		},
-		acks:    make(chan bridge.Ack, max(c.MaxInFlight, c.MaxPending)),
-		queue:   make(chan jsPending, c.MaxPending),
-		slots:   make(chan struct{}, c.MaxPending),
-		closing: make(chan struct{}),
-		abort:   make(chan struct{}),
-		done:    make(chan struct{}),
+		acks:  make(chan bridge.Ack, max(c.MaxInFlight, c.MaxPending)),
+		slots: make(chan struct{}, c.MaxPending),
+		ring:  make([]jsPending, size),
+		mask:  size - 1,
+	}
+	s.js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(c.MaxPending),
+		jetstream.WithPublishAsyncTimeout(c.PublishTimeout),
+		jetstream.WithDefaultTimeout(c.PublishTimeout),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *natsgo.Msg, _ *jetstream.PubAck) {
+			s.resolve(m, nil)
+		}),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *natsgo.Msg, err error) {
+			s.resolve(m, err)
+		}),
+	)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	if err := s.setupStream(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
-	go s.ackLoop()
 	return s, nil
 }
 
@@ -242,28 +255,37 @@ func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) err
 		return err
 	}
 	ep := reconnects(s.nc)
-	if err := s.admit(ep); err != nil {
+	s.mu.Lock()
+	if err := admitLocked(&s.closed, &s.broken, int(s.tail-s.head), len(s.acks), ep, s.lastEpoch); err != nil {
+		s.mu.Unlock()
 		<-s.slots
 		return fmt.Errorf("publish %s to subject %q: %w", n.ID, subj, err)
 	}
-	fut, err := s.js.PublishMsgAsync(m, s.pubOpts...)
-	if err != nil {
-		<-s.slots
-		err = s.classify(err, subj, n.ID)
-		if !bridge.IsPermanent(err) {
-			s.mu.Lock()
-			if s.outstanding > 0 {
-				s.broken = true
-			}
-			s.mu.Unlock()
-		}
-		return err
-	}
-	s.mu.Lock()
-	s.outstanding++
+	// Recorded before sending: the ack can arrive before PublishMsgAsync
+	// returns.
+	pos := s.tail
+	s.ring[pos&s.mask] = jsPending{seq: n.Sequence, id: n.ID, subj: subj, msg: m}
+	s.tail++
+	// Safe before knowing the outcome: with publishes pending, admission
+	// above already required ep == lastEpoch.
 	s.lastEpoch = ep
 	s.mu.Unlock()
-	s.queue <- jsPending{seq: n.Sequence, id: n.ID, subj: subj, fut: fut}
+
+	_, err := s.js.PublishMsgAsync(m, s.pubOpts...)
+	if err != nil {
+		// Not registered with nats.go, so no handler runs for m; Publish
+		// is serialised, so m is still the ring's tail.
+		err = s.classify(err, subj, n.ID)
+		s.mu.Lock()
+		s.tail--
+		s.ring[pos&s.mask] = jsPending{}
+		if !bridge.IsPermanent(err) && s.tail > s.head {
+			s.broken = true
+		}
+		s.mu.Unlock()
+		<-s.slots
+		return err
+	}
 	return nil
 }
 
@@ -287,14 +309,6 @@ func (s *JetStreamSink) acquire(ctx context.Context) error {
 	}
 }
 
-// admit decides whether a publish may be sent now; ep is the reconnect
-// count read before sending.
-func (s *JetStreamSink) admit(ep uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return admitLocked(&s.closed, &s.broken, s.outstanding, len(s.acks), ep, s.lastEpoch)
-}
-
 // admitLocked is the ordering rule shared by both sinks.
 func admitLocked(closed, broken *bool, outstanding, queuedAcks int, ep, lastEpoch uint64) error {
 	if *closed {
@@ -313,45 +327,50 @@ func admitLocked(closed, broken *bool, outstanding, queuedAcks int, ep, lastEpoc
 	return nil
 }
 
-// ackLoop waits on the futures in publish order and feeds Acks.
-func (s *JetStreamSink) ackLoop() {
-	defer close(s.done)
-	for {
-		select {
-		case p := <-s.queue:
-			s.await(p)
-		case <-s.closing:
-			for {
-				select {
-				case p := <-s.queue:
-					s.await(p)
-				default:
-					return
-				}
-			}
-		}
-	}
-}
-
-func (s *JetStreamSink) await(p jsPending) {
-	var err error
-	select {
-	case <-p.fut.Ok():
-	case e := <-p.fut.Err():
-		err = s.classify(e, p.subj, p.id)
-	case <-s.abort:
-		err = fmt.Errorf("publish %s to subject %q: %w before its acknowledgement", p.id, p.subj, ErrClosed)
+// resolve records the outcome of the pending publish of m (from nats.go's
+// ack and error handlers) and delivers every completed publish at the head
+// of the ring.
+func (s *JetStreamSink) resolve(m *natsgo.Msg, err error) {
+	if err != nil {
+		// Outside mu: a no-responders failure asks the server about the
+		// subject. The timeout handler calls us holding nats.go's publisher
+		// lock; nothing here takes it.
+		err = s.classify(err, m.Subject, m.Header.Get(HeaderMsgID))
 	}
 	s.mu.Lock()
-	s.outstanding--
-	if err != nil && !bridge.IsPermanent(err) {
-		s.broken = true
+	defer s.mu.Unlock()
+	for p := s.head; p < s.tail; p++ {
+		if e := &s.ring[p&s.mask]; e.msg == m && !e.done {
+			e.done, e.err = true, err
+			s.deliverLocked()
+			return
+		}
 	}
-	// Under mu, so that Publish sees the Ack queued and outstanding
-	// decremented together.
-	s.acks <- bridge.Ack{Sequence: p.seq, ID: p.id, Err: err}
-	s.mu.Unlock()
-	<-s.slots
+	// Abandoned by Close.
+}
+
+// deliverLocked feeds Acks with the completed publishes at the head.
+func (s *JetStreamSink) deliverLocked() {
+	for s.head < s.tail {
+		e := &s.ring[s.head&s.mask]
+		if !e.done {
+			break
+		}
+		a := bridge.Ack{Sequence: e.seq, ID: e.id, Err: e.err}
+		*e = jsPending{}
+		s.head++
+		if a.Err != nil && !bridge.IsPermanent(a.Err) {
+			s.broken = true
+		}
+		// Under mu, so that Publish sees the Ack queued and the ring
+		// shortened together. Acks holds a full window.
+		s.acks <- a
+		<-s.slots
+	}
+	if s.head == s.tail && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
 }
 
 // classify wraps a publish error with the message id, subject and stream,
@@ -434,21 +453,34 @@ func (s *JetStreamSink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) er
 func (s *JetStreamSink) Close(ctx context.Context) error {
 	s.pubMu.Lock()
 	s.mu.Lock()
-	already := s.closed
-	s.closed = true
-	s.mu.Unlock()
-	s.pubMu.Unlock()
-	if already {
-		<-s.done
+	if s.closed {
+		s.mu.Unlock()
+		s.pubMu.Unlock()
 		return nil
 	}
-	close(s.closing)
+	s.closed = true
+	idle := make(chan struct{})
+	if s.head == s.tail {
+		close(idle)
+	} else {
+		s.idle = idle
+	}
+	s.mu.Unlock()
+	s.pubMu.Unlock()
 	var err error
 	select {
-	case <-s.done:
+	case <-idle:
 	case <-ctx.Done():
-		close(s.abort)
-		<-s.done
+		s.mu.Lock()
+		for p := s.head; p < s.tail; p++ {
+			e := &s.ring[p&s.mask]
+			if !e.done {
+				e.done = true
+				e.err = fmt.Errorf("publish %s to subject %q: %w before its acknowledgement", e.id, e.subj, ErrClosed)
+			}
+		}
+		s.deliverLocked()
+		s.mu.Unlock()
 		err = fmt.Errorf("jetstream sink: close: acknowledgements still outstanding: %w", ctx.Err())
 	}
 	s.nc.Close()

@@ -208,3 +208,25 @@ func BarePublishAsync(ctx context.Context, js jetstream.JetStream, msgs []*natsg
 		return ctx.Err()
 	}
 }
+
+// BareRate measures the baseline of a JetStream sink benchmark: a bare
+// PublishMsgAsync loop over the binary-mode messages of ns on subject, on
+// its own connection to url, with window publishes pending at most. It
+// returns messages per second (waiting until every ack is in).
+func BareRate(ctx context.Context, url, subject string, ns []*bridge.Notification, window int) (float64, error) {
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window))
+	if err != nil {
+		return 0, err
+	}
+	msgs := BareMessages(ns, subject)
+	start := time.Now()
+	if err := BarePublishAsync(ctx, js, msgs); err != nil {
+		return 0, err
+	}
+	return float64(len(msgs)) / time.Since(start).Seconds(), nil
+}

@@ -1,0 +1,154 @@
+package nats
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	natsgo "github.com/nats-io/nats.go"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
+)
+
+// subscribe returns a channel of the messages on subj (a core
+// subscription on its own connection).
+func subscribe(t *testing.T, srv *natstest.Server, subj string) <-chan *natsgo.Msg {
+	t.Helper()
+	nc := srv.Conn(t)
+	ch := make(chan *natsgo.Msg, 10000)
+	if _, err := nc.ChanSubscribe(subj, ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func receive(t *testing.T, ch <-chan *natsgo.Msg) *natsgo.Msg {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10s")
+	}
+	return nil
+}
+
+func TestCoreDeliversWithFlushAcks(t *testing.T) {
+	srv := natstest.NewServer(t)
+	tests := []struct {
+		name   string
+		format Format
+	}{
+		{"binary", FormatBinary},
+		{"structured", FormatStructured},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub := subscribe(t, srv, "core."+tt.name+".>")
+			s := newCoreSink(t, srv, Config{Format: tt.format, Subject: "core." + tt.name + ".{event_type}.{identifier.date}"})
+			ns := natstest.Notifications("my.event", 1, 500, 600)
+			for i, a := range publishAll(t, s, ns) {
+				if a.Err != nil || a.ID != ns[i].ID {
+					t.Fatalf("ack %d = %+v", i, a)
+				}
+			}
+			for i, n := range ns {
+				m := receive(t, sub)
+				if want := "core." + tt.name + ".my%2Eevent.20260304"; m.Subject != want {
+					t.Fatalf("message %d subject %q, want %q", i, m.Subject, want)
+				}
+				if want := wantHeaders(n, tt.format, nil); !headersEqual(m.Header, want) {
+					t.Fatalf("message %d headers\n got %v\nwant %v", i, m.Header, want)
+				}
+				body := []byte(n.Data)
+				if tt.format == FormatStructured {
+					body = n.CloudEvent
+				}
+				if !bytes.Equal(m.Data, body) {
+					t.Fatalf("message %d body %s, want %s", i, m.Data, body)
+				}
+			}
+		})
+	}
+}
+
+func TestCoreOutage(t *testing.T) {
+	srv := natstest.NewServer(t)
+	s := newCoreSink(t, srv, Config{PublishTimeout: time.Second})
+	ns := natstest.Notifications("mars", 1, 3, 100)
+	ctx := testCtx(t, 30*time.Second)
+	publishAll(t, s, ns[:1])
+
+	srv.Shutdown()
+	waitFor(t, 10*time.Second, "disconnect", func() bool { return s.Healthy() != nil })
+	err := s.Publish(ctx, ns[1])
+	if err == nil || bridge.IsPermanent(err) {
+		t.Fatalf("Publish while disconnected = %v, want a retryable error", err)
+	}
+	srv.Restart()
+	waitFor(t, 10*time.Second, "reconnect", func() bool { return s.Healthy() == nil })
+	sub := subscribe(t, srv, "aviso.>")
+	publishAll(t, s, ns[1:])
+	for _, n := range ns[1:] {
+		if m := receive(t, sub); m.Header.Get("Nats-Msg-Id") != n.ID {
+			t.Fatalf("got %s, want %s", m.Header.Get("Nats-Msg-Id"), n.ID)
+		}
+	}
+}
+
+func TestCorePermanentErrors(t *testing.T) {
+	srv := natstest.NewServer(t, natstest.WithMaxPayload(4096), natstest.WithOptions(func(o *server.Options) {
+		o.Users = []*server.User{{Username: "bridge", Password: "pw", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"aviso.secret"}},
+		}}}
+	}))
+	cfg := Config{ConnConfig: ConnConfig{User: "bridge", Password: "pw"}}
+	s := newCoreSink(t, srv, cfg)
+	ctx := testCtx(t, 10*time.Second)
+
+	big := natstest.Notifications("mars", 1, 1, 8000)[0]
+	err := s.Publish(ctx, big)
+	if !bridge.IsPermanent(err) {
+		t.Fatalf("Publish over max_payload = %v, want permanent", err)
+	}
+	mustContain(t, err, big.ID, `"aviso.mars"`, "maximum payload")
+
+	ns := natstest.Notifications("secret", 2, 1, 100)
+	ns = append(ns, natstest.Notifications("mars", 3, 1, 100)...)
+	acks := publishAll(t, s, ns)
+	if !bridge.IsPermanent(acks[0].Err) {
+		t.Fatalf("ack of a publish without permission = %v, want permanent", acks[0].Err)
+	}
+	mustContain(t, acks[0].Err, `"aviso.secret"`, "ermissions")
+	// The other publish may be asked to go again (only the last violation
+	// is visible); it must not be reported stored and refused both.
+	if acks[1].Err != nil && bridge.IsPermanent(acks[1].Err) {
+		t.Fatalf("ack of a permitted publish = %v", acks[1].Err)
+	}
+}
+
+func TestCoreDeadLetter(t *testing.T) {
+	srv := natstest.NewServer(t)
+	sub := subscribe(t, srv, "aviso.dlq")
+	s := newCoreSink(t, srv, Config{})
+	n := natstest.Notifications("mars", 42, 1, 100)[0]
+	if err := s.DeadLetter(testCtx(t, 10*time.Second), bridge.DeadLetter{Kind: bridge.DeadLetterRejected,
+		Notification: n, Raw: n.CloudEvent, Reason: "rejected\nbecause"}); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, sub)
+	want := wantHeaders(n, FormatBinary, map[string]string{
+		"Nats-Msg-Id": "dlq:mars@42", "Aviso-Bridge-Dlq-Kind": "rejected", "Aviso-Bridge-Dlq-Reason": "rejected because"})
+	delete(want, "Content-Type")
+	if !headersEqual(m.Header, want) {
+		t.Errorf("headers\n got %v\nwant %v", m.Header, want)
+	}
+	if !bytes.Equal(m.Data, n.CloudEvent) {
+		t.Errorf("body %s, want %s", m.Data, n.CloudEvent)
+	}
+}
