@@ -440,8 +440,12 @@ func avisoClient(cfg *Config) (*aviso.Client, error) {
 	}
 	tr.TLSClientConfig = tlsCfg
 	c := &aviso.Client{
-		BaseURL:      cfg.Aviso.URL,
-		HTTPClient:   &http.Client{Transport: tr},
+		BaseURL: cfg.Aviso.URL,
+		// A redirect would turn the POST into a GET (405 from aviso):
+		// surface 3xx as a configuration error naming AVISO_URL instead.
+		HTTPClient: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
 		UserAgent:    "aviso-bridge/" + versionString(),
 		MaxEventSize: int(cfg.Aviso.MaxEventSize),
 		IdleTimeout:  cfg.Aviso.IdleTimeout,
