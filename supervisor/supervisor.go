@@ -34,9 +34,14 @@ type Pipeline interface {
 }
 
 // Start is where the first request starts. A checkpoint wins over FromID and
-// FromDate; with none of them the watch starts live from now.
+// FromDate; with none of them the watch starts live from now, pinned to the
+// server's connection_established timestamp (a reconnect before the first
+// notification asks for from_date = that timestamp, so nothing is missed).
 type Start struct {
-	// Checkpoint is the committed sequence (HasCheckpoint false: none).
+	// Checkpoint is the committed sequence (HasCheckpoint false: none): the
+	// first request asks for from_id = Checkpoint + 1. Give the pipeline the
+	// same checkpoint (bridge.PipelineConfig.Start). Where the sink reports
+	// a higher stored position (bridge.PositionReporter), use the larger.
 	Checkpoint    uint64
 	HasCheckpoint bool
 	// FromID is AVISO_FROM_ID: the first sequence to deliver (inclusive).
@@ -53,8 +58,10 @@ type Config struct {
 	Identifier json.RawMessage
 	Start      Start
 	Pipeline   Pipeline
-	// DeadLetterMalformed sends undecodable frames to the dead-letter
-	// destination (BRIDGE_ON_REJECT=dlq).
+	// DeadLetterMalformed sends undecodable frames (and the end of an
+	// oversized event) to the dead-letter destination through
+	// Pipeline.DeadLetter (BRIDGE_ON_REJECT=dlq). A permanent dead-letter
+	// failure ends Run with that error.
 	DeadLetterMalformed bool
 	Logger              *slog.Logger
 	Metrics             *bridge.Metrics
@@ -312,6 +319,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				s.m.MalformedFrames.Inc()
 				s.setForwarded(ef.seq)
 				errSeqStreak = 0
+				attempt = 0 // the cursor moved: start the backoff again
 			}
 		}
 
@@ -652,7 +660,7 @@ func (s *Supervisor) tooLarge(ctx context.Context, err error, rid string) outcom
 	s.m.MalformedFrames.Inc()
 	out := outcome{reason: reasonEventTooLarge, policy: policyBackoff, requestID: rid, err: err}
 	var te *aviso.EventTooLargeError
-	skip := errors.As(err, &te) && te.HasSequence && (!s.haveForwarded || te.Sequence > s.lastForwarded)
+	skip := errors.As(err, &te) && recoveredOwnID(te) && (!s.haveForwarded || te.Sequence > s.lastForwarded)
 	attrs := []any{"error", err.Error(), "request_id", rid, "dead_lettered", s.cfg.DeadLetterMalformed}
 	if skip {
 		attrs = append(attrs, "sequence", te.Sequence, "action", "skipped: resuming after it",
@@ -676,6 +684,35 @@ func (s *Supervisor) tooLarge(ctx context.Context, err error, rid string) outcom
 		out.progressed = true
 	}
 	return out
+}
+
+// recoveredOwnID reports whether the id aviso recovered from an oversized
+// event is certainly the CloudEvent's own: the end of the event was reached
+// (its tail ends with the blank line) and the id is the event's last object
+// member but for the string attributes that follow it, up to the closing
+// brace. aviso gives up skimming an event after 2 x MaxEventSize and then
+// takes the last "id":"..." it saw, which can be one inside the payload;
+// skipping to such a sequence would drop everything below it as duplicates.
+// Not skipping only costs retries, which are logged and counted.
+func recoveredOwnID(te *aviso.EventTooLargeError) bool {
+	if !te.HasSequence {
+		return false
+	}
+	tail := te.Tail
+	switch {
+	case bytes.HasSuffix(tail, []byte("\n\n")):
+		tail = tail[:len(tail)-2]
+	case bytes.HasSuffix(tail, []byte("\r\n\r\n")):
+		tail = tail[:len(tail)-4]
+	default:
+		return false
+	}
+	i := bytes.LastIndex(tail, []byte(`"id":"`+te.ID+`"`))
+	if i < 0 {
+		return false
+	}
+	rest := tail[i:]
+	return bytes.IndexByte(rest, '}') == len(rest)-1 && !bytes.ContainsAny(rest, "{[")
 }
 
 // connectFailure classifies an error from Client.Connect.

@@ -262,6 +262,84 @@ func TestUnauthorizedRereadsTokenFile(t *testing.T) {
 	})
 }
 
+// An unreadable token file is retried (not a configuration error): a
+// rotated secret may be in the middle of being replaced.
+func TestCredentialsUnavailableRetried(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	serverFile, clientFile := filepath.Join(dir, "server"), filepath.Join(dir, "client")
+	writeFile(t, serverFile, "good")
+	e := newEnv(t, avisotest.WithTokenFile(serverFile))
+	e.publish(3)
+	e.clock.onSleep = func(call int, _ time.Duration) {
+		if call == 2 {
+			writeFile(t, clientFile, "good")
+		}
+	}
+	cfg := e.config()
+	cfg.Client.Credentials = aviso.BearerTokenFile(clientFile)
+	cfg.Start.FromID = u64(1)
+	r := e.start(cfg, 8)
+	e.waitSeqs(3)
+	r.stop()
+	e.checkExactlyOnce(seqRange(1, 3))
+	e.checkCursors(ids(1)) // nothing was sent without credentials
+	e.checkDelays([]time.Duration{window(0), window(1)})
+	e.checkReconnects(map[string]int64{"credentials_unavailable": 2})
+}
+
+// TLS verification is on: a certificate the client does not trust is a
+// transport error, retried with backoff (never a configuration error); the
+// server's own client trusts it.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	t.Run("untrusted certificate", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, avisotest.WithTLS())
+		e.publish(3)
+		done := make(chan struct{})
+		e.clock.onSleep = func(call int, _ time.Duration) {
+			if call == 3 {
+				close(done)
+			}
+		}
+		cfg := e.config()
+		cfg.Client.HTTPClient = nil // http.DefaultClient: system roots only
+		cfg.Start.FromID = u64(1)
+		r := e.start(cfg, 8)
+		select {
+		case <-done:
+		case <-time.After(waitLimit):
+			t.Fatal("no retries")
+		}
+		if err := r.stop(); !isCanceled(err) {
+			t.Fatalf("Run: %v", err)
+		}
+		e.checkExactlyOnce(nil)
+		if d := e.clock.Delays(); !slices.Equal(d[:3], []time.Duration{window(0), window(1), window(2)}) {
+			t.Fatalf("delays %v", d)
+		}
+		if n := e.m.reconnectCounts()["transport_error"]; n < 3 {
+			t.Fatalf("transport_error reconnects %d", n)
+		}
+		if recs := e.logs.records("aviso.connection.retrying"); len(recs) == 0 || !strings.Contains(recs[0]["error"].(string), "certificate") {
+			t.Fatalf("retry log does not say why: %v", recs)
+		}
+	})
+	t.Run("trusted", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, avisotest.WithTLS())
+		e.publish(3)
+		cfg := e.config()
+		cfg.Start.FromID = u64(1)
+		r := e.start(cfg, 8)
+		e.waitSeqs(3)
+		r.stop()
+		e.checkExactlyOnce(seqRange(1, 3))
+		e.checkCursors(ids(1))
+	})
+}
+
 // Paging through a replay capped at 10 000 notifications.
 func TestReplayLimitPaging(t *testing.T) {
 	t.Parallel()
@@ -332,7 +410,8 @@ func TestErrorFrames(t *testing.T) {
 			want:    append(seqRange(1, 5), seqRange(7, 20)...),
 			cursors: ids(1, 6, 6, 6, 6, 7),
 			// The first session made progress (reset); the others did not.
-			delays:     []time.Duration{window(0), window(1), window(2), window(3), window(4)},
+			// Giving the sequence up moves the cursor: the backoff restarts.
+			delays:     []time.Duration{window(0), window(1), window(2), window(3), window(0)},
 			serverErrs: 5,
 			malformed:  1,
 		},
@@ -804,6 +883,34 @@ func TestEventTooLarge(t *testing.T) {
 			if len(dls) != 1 || dls[0].Kind != bridge.DeadLetterMalformed || !strings.Contains(string(dls[0].Raw), `"id":"mars@3"`) {
 				t.Fatalf("dead letters %+v", dls)
 			}
+		}
+	})
+	t.Run("id recovered from the payload: not trusted", func(t *testing.T) {
+		t.Parallel()
+		// The event is longer than aviso's skim budget (3 x MaxEventSize),
+		// so the id aviso finds is one inside the payload.
+		e := newEnv(t)
+		e.srv.PublishRaw("mars", nil, []byte("["+strings.Repeat(`{"id":"mars@999999"},`, 20000)+"0]"))
+		e.publish(2)
+		done := make(chan struct{})
+		e.clock.onSleep = func(call int, _ time.Duration) {
+			if call == 3 {
+				close(done)
+			}
+		}
+		cfg := e.config()
+		cfg.Client.MaxEventSize = 4 << 10
+		cfg.Start.FromID = u64(1)
+		r := e.start(cfg, 8)
+		select {
+		case <-done:
+		case <-time.After(waitLimit):
+			t.Fatal("no retries")
+		}
+		r.stop()
+		e.checkExactlyOnce(nil)
+		if got := cursors(e.streamRequests()); len(got) < 3 || !slices.Equal(got[:3], ids(1, 1, 1)) {
+			t.Fatalf("cursors %v", got)
 		}
 	})
 	t.Run("no id: retried from the cursor", func(t *testing.T) {
