@@ -34,3 +34,14 @@
 //
 // The package name shadows nats.go; this package imports nats.go as natsgo.
 package nats
+
+import "github.com/aviso-bridge/aviso-bridge/bridge"
+
+var (
+	_ bridge.Sink           = (*JetStreamSink)(nil)
+	_ bridge.Sink           = (*CoreSink)(nil)
+	_ bridge.HealthReporter = (*JetStreamSink)(nil)
+	_ bridge.HealthReporter = (*CoreSink)(nil)
+	_ bridge.Store          = (*KVStore)(nil)
+	_ bridge.HealthReporter = (*KVStore)(nil)
+)

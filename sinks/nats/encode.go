@@ -38,12 +38,26 @@ type encoder struct {
 	stream string
 }
 
-// message builds the message of n for subject subj. Header keys are set
-// directly (nats.go headers are case-sensitive) with one backing array for
-// all values.
+// message builds the message of n for subject subj.
 func (e *encoder) message(n *bridge.Notification, subj string) *natsgo.Msg {
-	var vals [9]string
-	h := make(natsgo.Header, 9)
+	m := &natsgo.Msg{}
+	e.fill(m, new([maxHeaders]string), n, subj)
+	return m
+}
+
+// maxHeaders is the most headers message sets.
+const maxHeaders = 9
+
+// fill makes m the message of n for subject subj, reusing m's header map
+// and vals (the backing array of all header values). Header keys are set
+// directly: nats.go headers are case-sensitive.
+func (e *encoder) fill(m *natsgo.Msg, vals *[maxHeaders]string, n *bridge.Notification, subj string) {
+	h := m.Header
+	if h == nil {
+		h = make(natsgo.Header, maxHeaders)
+	} else {
+		clear(h)
+	}
 	i := 0
 	set := func(k, v string) {
 		vals[i] = v
@@ -54,16 +68,15 @@ func (e *encoder) message(n *bridge.Notification, subj string) *natsgo.Msg {
 	if e.stream != "" {
 		set(jetstream.ExpectedStreamHeader, e.stream)
 	}
-	m := &natsgo.Msg{Subject: subj, Header: h}
+	m.Subject, m.Reply, m.Header = subj, "", h
 	if e.structured {
 		set(HeaderContentType, ContentTypeCloudEvt)
 		m.Data = n.CloudEvent
-		return m
+		return
 	}
 	setCE(set, n)
 	set(HeaderContentType, ContentTypeJSON)
 	m.Data = n.Data
-	return m
 }
 
 // setCE sets the ce- headers of n.

@@ -54,13 +54,18 @@ type JetStreamSink struct {
 	noStream noStreamCache
 }
 
+// jsPending is one ring slot. Its message and header map are reused by
+// the slot's next publish: once nats.go has called a handler for a
+// message it no longer touches it (retries are off).
 type jsPending struct {
 	seq  uint64
 	id   string
 	subj string
-	msg  *natsgo.Msg // nil once abandoned by Close
+	live bool // published, not yet delivered on Acks
 	done bool
 	err  error
+	msg  natsgo.Msg
+	vals [maxHeaders]string
 }
 
 // Options are the collaborators of a sink or store.
@@ -247,8 +252,6 @@ func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) err
 	if err := checkPublishSubject(subj); err != nil {
 		return bridge.Permanent(fmt.Errorf("publish %s: subject %q (NATS_SUBJECT %q): %w", n.ID, subj, s.enc.subject, err))
 	}
-	m := s.enc.message(n, subj)
-
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
 	if err := s.acquire(ctx); err != nil {
@@ -262,9 +265,12 @@ func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) err
 		return fmt.Errorf("publish %s to subject %q: %w", n.ID, subj, err)
 	}
 	// Recorded before sending: the ack can arrive before PublishMsgAsync
-	// returns.
+	// returns. The slot at tail is free: at most MaxPending are pending.
 	pos := s.tail
-	s.ring[pos&s.mask] = jsPending{seq: n.Sequence, id: n.ID, subj: subj, msg: m}
+	e := &s.ring[pos&s.mask]
+	e.seq, e.id, e.subj, e.live = n.Sequence, n.ID, subj, true
+	m := &e.msg
+	s.enc.fill(m, &e.vals, n, subj)
 	s.tail++
 	// Safe before knowing the outcome: with publishes pending, admission
 	// above already required ep == lastEpoch.
@@ -278,7 +284,7 @@ func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) err
 		err = s.classify(err, subj, n.ID)
 		s.mu.Lock()
 		s.tail--
-		s.ring[pos&s.mask] = jsPending{}
+		s.ring[pos&s.mask].reset()
 		if !bridge.IsPermanent(err) && s.tail > s.head {
 			s.broken = true
 		}
@@ -340,13 +346,19 @@ func (s *JetStreamSink) resolve(m *natsgo.Msg, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for p := s.head; p < s.tail; p++ {
-		if e := &s.ring[p&s.mask]; e.msg == m && !e.done {
+		if e := &s.ring[p&s.mask]; &e.msg == m && e.live && !e.done {
 			e.done, e.err = true, err
 			s.deliverLocked()
 			return
 		}
 	}
 	// Abandoned by Close.
+}
+
+// reset frees the slot, keeping its message for reuse.
+func (e *jsPending) reset() {
+	e.seq, e.id, e.subj, e.live, e.done, e.err = 0, "", "", false, false, nil
+	e.msg.Data = nil
 }
 
 // deliverLocked feeds Acks with the completed publishes at the head.
@@ -357,7 +369,7 @@ func (s *JetStreamSink) deliverLocked() {
 			break
 		}
 		a := bridge.Ack{Sequence: e.seq, ID: e.id, Err: e.err}
-		*e = jsPending{}
+		e.reset()
 		s.head++
 		if a.Err != nil && !bridge.IsPermanent(a.Err) {
 			s.broken = true
