@@ -114,8 +114,14 @@ type Supervisor struct {
 // Status is the supervisor's view of the aviso connection, for readiness.
 type Status struct {
 	Connected bool
-	// Reason says why it is not connected (empty when connected).
-	Reason    string
+	// Reason says why it is not connected (empty when connected): "not
+	// connected yet", a reconnect reason (the label of
+	// aviso_bridge_reconnects_total), or "stopped" once Run returned.
+	Reason string
+	// Since is when Connected last changed (or New, before the first
+	// connection), so that readiness can tolerate routine reconnects.
+	Since time.Time
+	// RequestID is the request id of the current (or last) connection.
 	RequestID string
 	// LastForwarded is the highest sequence handed to the pipeline.
 	LastForwarded uint64
@@ -181,7 +187,7 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.Mode == aviso.Replay && !s.haveForwarded && s.fromDate == "" && st.FromID == nil {
 		return nil, &ConfigError{Setting: "AVISO_FROM_ID or AVISO_FROM_DATE", Err: errors.New("AVISO_MODE=replay needs a start position (no checkpoint exists yet)")}
 	}
-	s.status.Reason = "not connected yet"
+	s.status.Reason, s.status.Since = "not connected yet", cfg.Clock.Now()
 	return s, nil
 }
 
@@ -193,14 +199,22 @@ func (s *Supervisor) Status() Status {
 }
 
 func (s *Supervisor) setConnected(requestID string) {
+	now := s.cfg.Clock.Now()
 	s.mu.Lock()
+	if !s.status.Connected {
+		s.status.Since = now
+	}
 	s.status.Connected, s.status.Reason, s.status.RequestID = true, "", requestID
 	s.mu.Unlock()
 	s.m.Connected.Set(1)
 }
 
 func (s *Supervisor) setDisconnected(reason string) {
+	now := s.cfg.Clock.Now()
 	s.mu.Lock()
+	if s.status.Connected {
+		s.status.Since = now
+	}
 	s.status.Connected, s.status.Reason = false, reason
 	s.mu.Unlock()
 	s.m.Connected.Set(0)

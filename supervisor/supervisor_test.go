@@ -805,6 +805,9 @@ func TestNewConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if st := sup.Status(); st.Connected || st.Reason != "not connected yet" || st.Since.IsZero() {
+		t.Fatalf("status before Run: %+v", st)
+	}
 	var ce *supervisor.ConfigError
 	if err := sup.Run(context.Background()); !errors.As(err, &ce) || ce.Setting != "AVISO_URL" {
 		t.Fatalf("Run with an ftp base URL: %v", err)
@@ -970,9 +973,13 @@ func TestStatus(t *testing.T) {
 	e.publish(3)
 	cfg := e.config()
 	cfg.Start.FromID = u64(1)
+	before := time.Now()
 	r := e.start(cfg, 8)
 	e.waitSeqs(3)
 	st := waitConnected(t, r.sup)
+	if st.Since.Before(before) || st.Since.After(time.Now()) {
+		t.Fatalf("connected since %v, started at %v", st.Since, before)
+	}
 	reqs := e.streamRequests()
 	if st.RequestID != reqs[0].RequestID || !st.HaveForwarded || st.LastForwarded != 3 || st.Reason != "" {
 		t.Fatalf("status %+v (request id %s)", st, reqs[0].RequestID)
