@@ -177,3 +177,27 @@ func TestSSEInvalidUTF8(t *testing.T) {
 		t.Errorf("frame after the decode error = %s", summary(f))
 	}
 }
+
+// TestSSEOversizedEventNeverTrustsPayloadIDs: an event too long to skim to
+// its end must not yield an id found inside its payload (the cursor would
+// jump past notifications never delivered).
+func TestSSEOversizedEventNeverTrustsPayloadIDs(t *testing.T) {
+	for name, payload := range map[string]string{
+		"too long to skim": "[" + strings.Repeat(`{"id":"mars@999999"},`, 20000) + "0]",
+		"id at the end of the payload": `{"a":"` + strings.Repeat("x", 6000) + `","id":"mars@999999"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			big := "event: live-notification\ndata: " + ceJSON("mars@6", "{}", payload) + "\n\n"
+			url := rawServer(t, rawResp{chunks: []string{liveOpening, big}})
+			st := mustConnect(t, &aviso.Client{BaseURL: url, MaxEventSize: 4096}, aviso.Watch, aviso.Request{})
+			_, err := st.Next()
+			var tl *aviso.EventTooLargeError
+			if !errors.As(err, &tl) {
+				t.Fatalf("err %v, want EventTooLargeError", err)
+			}
+			if tl.HasSequence && tl.Sequence != 6 {
+				t.Fatalf("recovered sequence %d (id %q) from the payload", tl.Sequence, tl.ID)
+			}
+		})
+	}
+}

@@ -142,7 +142,7 @@ func (s *Stream) tooLarge() error {
 	e := &EventTooLargeError{Limit: s.maxEvent, RequestID: s.RequestID}
 	const keep = 1 << 10
 	tail := make([]byte, 0, 2*keep)
-	emptyLine, prev := false, byte(0)
+	emptyLine, prev, complete := false, byte(0), false
 	for budget := 2*s.maxEvent + 64<<10; budget > 0; budget-- {
 		c, err := s.br.ReadByte()
 		if err != nil {
@@ -162,14 +162,22 @@ func (s *Stream) tooLarge() error {
 			continue
 		}
 		if emptyLine {
+			complete = true
 			break
 		}
 		emptyLine = true
 	}
 	e.Tail = tail[max(0, len(tail)-keep):]
-	if i := bytes.LastIndex(tail, []byte(`"id":"`)); i >= 0 {
-		id := tail[i+len(`"id":"`):]
-		if j := bytes.IndexByte(id, '"'); j >= 0 {
+	// Trust an id only when the whole event was skimmed and the id is a
+	// top-level member followed by nothing but string members and the
+	// closing brace (aviso writes id after data, keys in order): an id-like
+	// text inside the payload must never move the cursor.
+	if !complete {
+		return e
+	}
+	if i := bytes.LastIndex(tail, []byte(`,"id":"`)); i >= 0 {
+		id := tail[i+len(`,"id":"`):]
+		if j := bytes.IndexByte(id, '"'); j >= 0 && onlyStringMembers(bytes.TrimRight(id[j+1:], "\r\n")) {
 			e.ID = string(id[:j])
 			if typ, seq, err := ParseEventID(e.ID); err == nil {
 				e.EventType, e.Sequence, e.HasSequence = typ, seq, true
@@ -177,6 +185,37 @@ func (s *Stream) tooLarge() error {
 		}
 	}
 	return e
+}
+
+// onlyStringMembers reports whether b is `(,"key":"string")*}`: the end of
+// a JSON object whose remaining members are all strings.
+func onlyStringMembers(b []byte) bool {
+	str := func(b []byte) ([]byte, bool) { // b starts after an opening quote
+		for i := 0; i < len(b); i++ {
+			switch b[i] {
+			case '\\':
+				i++
+			case '"':
+				return b[i+1:], true
+			}
+		}
+		return nil, false
+	}
+	for {
+		if len(b) == 1 && b[0] == '}' {
+			return true
+		}
+		if len(b) < 2 || b[0] != ',' || b[1] != '"' {
+			return false
+		}
+		rest, ok := str(b[2:])
+		if !ok || len(rest) < 2 || rest[0] != ':' || rest[1] != '"' {
+			return false
+		}
+		if b, ok = str(rest[2:]); !ok {
+			return false
+		}
+	}
 }
 
 // Close releases the connection. It is safe to call concurrently with a
