@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aviso-bridge/aviso-bridge/aviso"
+	"github.com/aviso-bridge/aviso-bridge/avisotest"
 )
 
 // TestSSEParsing covers Part B section 6.1 (SSE parsing) against raw bytes.
@@ -182,22 +183,25 @@ func TestSSEInvalidUTF8(t *testing.T) {
 // its end must not yield an id found inside its payload (the cursor would
 // jump past notifications never delivered).
 func TestSSEOversizedEventNeverTrustsPayloadIDs(t *testing.T) {
-	for name, payload := range map[string]string{
-		"too long to skim": "[" + strings.Repeat(`{"id":"mars@999999"},`, 20000) + "0]",
-		"id at the end of the payload": `{"a":"` + strings.Repeat("x", 6000) + `","id":"mars@999999"}`,
-	} {
-		t.Run(name, func(t *testing.T) {
-			big := "event: live-notification\ndata: " + ceJSON("mars@6", "{}", payload) + "\n\n"
-			url := rawServer(t, rawResp{chunks: []string{liveOpening, big}})
-			st := mustConnect(t, &aviso.Client{BaseURL: url, MaxEventSize: 4096}, aviso.Watch, aviso.Request{})
-			_, err := st.Next()
-			var tl *aviso.EventTooLargeError
-			if !errors.As(err, &tl) {
-				t.Fatalf("err %v, want EventTooLargeError", err)
+	srv := avisotest.NewServer(t)
+	srv.PublishRaw("mars", nil, []byte("["+strings.Repeat(`{"id":"mars@999999"},`, 20000)+"0]"))
+	srv.PublishRaw("mars", nil, []byte(`{"a":"`+strings.Repeat("x", 6000)+`","id":"mars@999999"}`))
+	for _, from := range []uint64{1, 2} {
+		c := &aviso.Client{BaseURL: srv.URL, HTTPClient: srv.Client(), MaxEventSize: 4096}
+		st := mustConnect(t, c, aviso.Watch, aviso.Request{EventType: "mars", FromID: &from})
+		var err error
+		for err == nil {
+			var f aviso.Frame
+			if f, err = st.Next(); err == nil && f.Kind == aviso.KindNotification {
+				t.Fatalf("from %d: oversized notification %s delivered", from, f.Notification.ID)
 			}
-			if tl.HasSequence && tl.Sequence != 6 {
-				t.Fatalf("recovered sequence %d (id %q) from the payload", tl.Sequence, tl.ID)
-			}
-		})
+		}
+		var tl *aviso.EventTooLargeError
+		if !errors.As(err, &tl) {
+			t.Fatalf("from %d: err %v, want EventTooLargeError", from, err)
+		}
+		if tl.HasSequence && tl.Sequence != from {
+			t.Errorf("from %d: recovered sequence %d (id %q) from the payload", from, tl.Sequence, tl.ID)
+		}
 	}
 }
