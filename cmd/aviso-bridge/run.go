@@ -219,11 +219,13 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	}
 	st := pipe.Status()
 	log.Info("bridge.stopped", "checkpoint", st.Checkpoint.Sequence, "checkpoint_found", st.CheckpointFound, "in_flight", st.InFlight)
+	// The pipeline's own failure (a rejection under fail, a held key) is
+	// the cause when the supervisor only saw the pipeline stop.
+	if perr != nil && !errors.Is(perr, context.Canceled) && (serr == nil || errors.Is(serr, bridge.ErrStopped)) {
+		return perr
+	}
 	if serr != nil {
 		return asConfigError(serr)
-	}
-	if perr != nil && !errors.Is(perr, context.Canceled) {
-		return perr
 	}
 	return nil
 }
