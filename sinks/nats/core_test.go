@@ -2,6 +2,7 @@ package nats
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"time"
 
@@ -150,5 +151,75 @@ func TestCoreDeadLetter(t *testing.T) {
 	}
 	if !bytes.Equal(m.Data, n.CloudEvent) {
 		t.Errorf("body %s, want %s", m.Data, n.CloudEvent)
+	}
+}
+
+// Forced reconnects of the core sink's connection: every notification
+// reaches the subscriber, and the first delivery of each comes in order
+// (re-sends after a reconnect may repeat some).
+func TestCoreForcedReconnectsKeepOrder(t *testing.T) {
+	srv := natstest.NewServer(t)
+	sub := subscribe(t, srv, "aviso.>")
+	s := newCoreSink(t, srv, Config{PublishTimeout: 2 * time.Second})
+	ns := natstest.Notifications("mars", 1, 8000, 300)
+
+	res := make(chan error, 1)
+	var st natstest.DriveStats
+	go func() {
+		var err error
+		st, err = natstest.Drive(testCtx(t, 60*time.Second), s, ns, natstest.DriveConfig{Window: 256, Backoff: 10 * time.Millisecond})
+		res <- err
+	}()
+	next := 0 // index of the next first delivery expected
+	seen := map[string]bool{}
+	forced := 0
+	for next < len(ns) {
+		m := receive(t, sub)
+		id := m.Header.Get("Nats-Msg-Id")
+		if seen[id] {
+			continue
+		}
+		if id != ns[next].ID {
+			t.Fatalf("first delivery of %s while %s is missing", id, ns[next].ID)
+		}
+		seen[id] = true
+		next++
+		if next%1000 == 0 && forced < 3 {
+			forced++
+			if err := s.Conn().ForceReconnect(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := <-res; err != nil {
+		t.Fatalf("Drive: %v", err)
+	}
+	t.Logf("publishes %d, re-publish rounds %d", st.Publishes, st.Retries)
+	if st.Retries == 0 {
+		t.Fatal("no re-publish round: the reconnects hit no pending publish")
+	}
+}
+
+// A flush issued while reconnecting is queued by nats.go and answered over
+// the new connection, but messages written to the old one may be gone: such
+// a flush must not acknowledge them.
+func TestCoreFlushAcrossReconnectIsNoAck(t *testing.T) {
+	srv := natstest.NewServer(t)
+	s := newCoreSink(t, srv, Config{PublishTimeout: 20 * time.Second})
+	srv.Shutdown()
+	waitFor(t, 10*time.Second, "disconnect", func() bool { return s.Healthy() != nil })
+
+	// As if published just before the connection dropped.
+	s.mu.Lock()
+	s.batch = append(s.batch, corePending{seq: 1, id: "mars@1", subj: "aviso.mars", epoch: reconnects(s.nc)})
+	s.outstanding++
+	s.lastEpoch = reconnects(s.nc)
+	s.mu.Unlock()
+	s.kick <- struct{}{}
+	srv.Restart()
+
+	a := nextAck(t, s)
+	if !errors.Is(a.Err, ErrReconnected) || bridge.IsPermanent(a.Err) {
+		t.Fatalf("ack = %v, want a retryable ErrReconnected", a.Err)
 	}
 }

@@ -56,7 +56,8 @@ type JetStreamSink struct {
 
 // jsPending is one ring slot. Its message and header map are reused by
 // the slot's next publish: once nats.go has called a handler for a
-// message it no longer touches it (retries are off).
+// message it no longer touches it (retries are off). A message whose
+// handler may still run late is replaced instead (see Publish).
 type jsPending struct {
 	seq  uint64
 	id   string
@@ -64,7 +65,7 @@ type jsPending struct {
 	live bool // published, not yet delivered on Acks
 	done bool
 	err  error
-	msg  natsgo.Msg
+	msg  *natsgo.Msg
 	vals [maxHeaders]string
 }
 
@@ -269,7 +270,10 @@ func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) err
 	pos := s.tail
 	e := &s.ring[pos&s.mask]
 	e.seq, e.id, e.subj, e.live = n.Sequence, n.ID, subj, true
-	m := &e.msg
+	if e.msg == nil {
+		e.msg = new(natsgo.Msg)
+	}
+	m := e.msg
 	s.enc.fill(m, &e.vals, n, subj)
 	s.tail++
 	// Safe before knowing the outcome: with publishes pending, admission
@@ -279,12 +283,21 @@ func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) err
 
 	_, err := s.js.PublishMsgAsync(m, s.pubOpts...)
 	if err != nil {
-		// Not registered with nats.go, so no handler runs for m; Publish
-		// is serialised, so m is still the ring's tail.
 		err = s.classify(err, subj, n.ID)
 		s.mu.Lock()
+		if s.head > pos || e.done {
+			// A disconnect between nats.go registering m and writing it
+			// made nats.go fail m through the error handler already: the
+			// Ack carries the outcome, so m counts as accepted.
+			s.mu.Unlock()
+			return nil
+		}
+		// Publish is serialised, so m is still the ring's tail. Should a
+		// handler still be running for m, it must not match the slot's
+		// next message: give the slot a new one.
 		s.tail--
-		s.ring[pos&s.mask].reset()
+		e.reset()
+		e.msg = nil
 		if !bridge.IsPermanent(err) && s.tail > s.head {
 			s.broken = true
 		}
@@ -346,7 +359,7 @@ func (s *JetStreamSink) resolve(m *natsgo.Msg, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for p := s.head; p < s.tail; p++ {
-		if e := &s.ring[p&s.mask]; &e.msg == m && e.live && !e.done {
+		if e := &s.ring[p&s.mask]; e.msg == m && e.live && !e.done {
 			e.done, e.err = true, err
 			s.deliverLocked()
 			return
@@ -358,7 +371,9 @@ func (s *JetStreamSink) resolve(m *natsgo.Msg, err error) {
 // reset frees the slot, keeping its message for reuse.
 func (e *jsPending) reset() {
 	e.seq, e.id, e.subj, e.live, e.done, e.err = 0, "", "", false, false, nil
-	e.msg.Data = nil
+	if e.msg != nil {
+		e.msg.Data = nil
+	}
 }
 
 // deliverLocked feeds Acks with the completed publishes at the head.

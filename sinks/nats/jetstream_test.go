@@ -424,3 +424,85 @@ func checkMsg(t *testing.T, m jetstream.Msg, subject string, h natsgo.Header, bo
 		t.Errorf("body %q, want %q", m.Data(), body)
 	}
 }
+
+// Forced reconnects while publishes are pending (the server stays up, so
+// the client is back at once): the lost publishes are re-sent and nothing
+// overtakes them.
+func TestJetStreamForcedReconnectsKeepOrder(t *testing.T) {
+	srv := natstest.NewServer(t)
+	js := avisoStream(t, srv)
+	s := newJetStreamSink(t, srv, Config{Stream: "AVISO", PublishTimeout: 2 * time.Second}, nil)
+	ns := natstest.Notifications("mars", 1, 20000, 300)
+
+	res := make(chan error, 1)
+	var st natstest.DriveStats
+	go func() {
+		var err error
+		st, err = natstest.Drive(testCtx(t, 60*time.Second), s, ns, natstest.DriveConfig{Window: 256, Backoff: 10 * time.Millisecond})
+		res <- err
+	}()
+	for _, at := range []uint64{2000, 6000, 10000, 14000} {
+		waitFor(t, 30*time.Second, fmt.Sprintf("%d stored", at), func() bool { return streamMsgs(js) >= at })
+		if err := s.Conn().ForceReconnect(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-res; err != nil {
+		t.Fatalf("Drive: %v", err)
+	}
+	t.Logf("publishes %d, re-publish rounds %d", st.Publishes, st.Retries)
+	if st.Retries == 0 {
+		t.Fatal("no re-publish round: the reconnects hit no pending publish")
+	}
+	msgs := natstest.ReadStream(t, js, "AVISO", "")
+	if len(msgs) != len(ns) {
+		t.Fatalf("stream holds %d messages, want %d", len(msgs), len(ns))
+	}
+	for i, m := range msgs {
+		if got := m.Headers().Get("Nats-Msg-Id"); got != ns[i].ID {
+			t.Fatalf("stream message %d is %s, want %s", i+1, got, ns[i].ID)
+		}
+	}
+}
+
+// A reconnect while a publish is pending stops later publishes until the
+// pending one is resolved and taken, even before nats.go reports it.
+func TestJetStreamReconnectWithPendingRefuses(t *testing.T) {
+	srv := natstest.NewServer(t)
+	avisoStream(t, srv)
+	s := newJetStreamSink(t, srv, Config{Stream: "AVISO"}, nil)
+	ctx := testCtx(t, 20*time.Second)
+	ns := natstest.Notifications("mars", 1, 2, 100)
+
+	// A pending publish nats.go knows nothing about (so nothing resolves
+	// it behind the test's back).
+	fake := &natsgo.Msg{Subject: "aviso.mars"}
+	s.slots <- struct{}{}
+	s.mu.Lock()
+	e := &s.ring[s.tail&s.mask]
+	e.seq, e.id, e.subj, e.live, e.msg = 99, "mars@99", "aviso.mars", true, fake
+	s.tail++
+	s.lastEpoch = reconnects(s.nc)
+	s.mu.Unlock()
+
+	before := reconnects(s.nc)
+	if err := s.Conn().ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "reconnect", func() bool { return reconnects(s.nc) != before && s.Healthy() == nil })
+	if err := s.Publish(ctx, ns[0]); !errors.Is(err, ErrReconnected) || bridge.IsPermanent(err) {
+		t.Fatalf("Publish after a reconnect with a publish pending = %v, want a retryable ErrReconnected", err)
+	}
+	s.resolve(fake, natsgo.ErrDisconnected)
+	if a := nextAck(t, s); a.ID != "mars@99" || a.Err == nil {
+		t.Fatalf("ack = %+v", a)
+	}
+	for _, n := range ns {
+		if err := s.Publish(ctx, n); err != nil {
+			t.Fatalf("Publish once the pending ack was taken: %v", err)
+		}
+		if a := nextAck(t, s); a.Err != nil {
+			t.Fatal(a.Err)
+		}
+	}
+}
