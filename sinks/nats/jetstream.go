@@ -268,6 +268,7 @@ func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) err
 	// Recorded before sending: the ack can arrive before PublishMsgAsync
 	// returns. The slot at tail is free: at most MaxPending are pending.
 	pos := s.tail
+	hadPending := s.tail > s.head
 	e := &s.ring[pos&s.mask]
 	e.seq, e.id, e.subj, e.live = n.Sequence, n.ID, subj, true
 	if e.msg == nil {
@@ -282,30 +283,44 @@ func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) err
 	s.mu.Unlock()
 
 	_, err := s.js.PublishMsgAsync(m, s.pubOpts...)
-	if err != nil {
-		err = s.classify(err, subj, n.ID)
-		s.mu.Lock()
-		if s.head > pos || e.done {
-			// A disconnect between nats.go registering m and writing it
-			// made nats.go fail m through the error handler already: the
-			// Ack carries the outcome, so m counts as accepted.
-			s.mu.Unlock()
-			return nil
+	if err == nil {
+		if ep2 := reconnects(s.nc); ep2 != ep && hadPending {
+			s.warnReconnectDuringSend(n.ID, ep, ep2)
 		}
-		// Publish is serialised, so m is still the ring's tail. Should a
-		// handler still be running for m, it must not match the slot's
-		// next message: give the slot a new one.
-		s.tail--
-		e.reset()
-		e.msg = nil
-		if !bridge.IsPermanent(err) && s.tail > s.head {
-			s.broken = true
-		}
-		s.mu.Unlock()
-		<-s.slots
-		return err
+		return nil
 	}
-	return nil
+	err = s.classify(err, subj, n.ID)
+	s.mu.Lock()
+	if s.head > pos || e.done {
+		// A disconnect between nats.go registering m and writing it made
+		// nats.go fail m through the error handler already: the Ack
+		// carries the outcome, so m counts as accepted.
+		s.mu.Unlock()
+		return nil
+	}
+	// Publish is serialised, so m is still the ring's tail. Should a
+	// handler still be running for m, it must not match the slot's next
+	// message: give the slot a new one.
+	s.tail--
+	e.reset()
+	e.msg = nil
+	if !bridge.IsPermanent(err) && s.tail > s.head {
+		s.broken = true
+	}
+	s.mu.Unlock()
+	<-s.slots
+	return err
+}
+
+// warnReconnectDuringSend logs the one case the ordering rule cannot
+// exclude: nats.go registers an async publish, then writes it; if the
+// connection drops and comes back between the two (the publishing goroutine
+// stalled for a whole reconnect), nats.go has already failed the earlier
+// pending publishes while this one went out on the new connection. If one
+// of those was lost, its re-send lands after this message.
+func (s *JetStreamSink) warnReconnectDuringSend(id string, ep, ep2 uint64) {
+	s.log.Warn("sink.nats.order_at_risk", "id", id, "reconnects_before", ep, "reconnects_after", ep2,
+		"hint", "reconnected while this publish was being written with earlier ones pending; a lost earlier one may be stored after it")
 }
 
 // acquire takes a pending slot, waiting at most the publish timeout.
@@ -368,12 +383,11 @@ func (s *JetStreamSink) resolve(m *natsgo.Msg, err error) {
 	// Abandoned by Close.
 }
 
-// reset frees the slot, keeping its message for reuse.
+// reset frees the slot, keeping its message for reuse. It must not touch
+// the message: a handler can run (after a disconnect) while PublishMsgAsync
+// is still reading it; only the slot's next Publish rewrites it.
 func (e *jsPending) reset() {
 	e.seq, e.id, e.subj, e.live, e.done, e.err = 0, "", "", false, false, nil
-	if e.msg != nil {
-		e.msg.Data = nil
-	}
 }
 
 // deliverLocked feeds Acks with the completed publishes at the head.
