@@ -21,10 +21,10 @@ import (
 // version and exits 0.
 func TestVersionCommand(t *testing.T) {
 	p := startBridge(t, "version", "", env{"BRIDGE_HTTP_ADDR": ""}, "version")
-	if code := p.wait(startupWait); code != 0 {
+	if code := p.Wait(startupWait); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
-	out := strings.Join(p.stdout.Lines(), "\n")
+	out := strings.Join(p.Stdout.Lines(), "\n")
 	re := regexp.MustCompile(`^aviso-bridge \S+ \(commit \S+, ` + regexp.QuoteMeta(runtime.Version()) + `, linux/\w+\)$`)
 	if !re.MatchString(out) {
 		t.Errorf("version output %q does not match %v", out, re)
@@ -57,10 +57,10 @@ func TestConfigCommand(t *testing.T) {
 		"BRIDGE_HTTP_ADDR":         "",
 	}
 	p := startBridge(t, "config", dir, e, "config")
-	if code := p.wait(startupWait); code != 0 {
-		t.Fatalf("exit code %d, want 0; stderr %q", code, p.stderr.Lines())
+	if code := p.Wait(startupWait); code != 0 {
+		t.Fatalf("exit code %d, want 0; stderr %q", code, p.Stderr.Lines())
 	}
-	out := strings.Join(p.stdout.Lines(), "\n")
+	out := strings.Join(p.Stdout.Lines(), "\n")
 	for _, want := range []string{
 		"AVISO_URL=http://127.0.0.1:1/aviso/",
 		"AVISO_EVENT_TYPE=mars",
@@ -79,7 +79,7 @@ func TestConfigCommand(t *testing.T) {
 			t.Errorf("config output lacks line %q:\n%s", want, out)
 		}
 	}
-	all := out + "\n" + strings.Join(p.stderr.Lines(), "\n")
+	all := out + "\n" + strings.Join(p.Stderr.Lines(), "\n")
 	for _, s := range secrets {
 		if strings.Contains(all, s) {
 			t.Errorf("secret %q printed by `config`", s)
@@ -109,40 +109,40 @@ func TestConfigErrorsExit2(t *testing.T) {
 		variable string
 		server   bool // only the server can tell: `config` accepts it
 	}{
-		{"missing AVISO_URL", base.with("AVISO_URL", ""), "AVISO_URL", false},
-		{"missing AVISO_EVENT_TYPE", base.with("AVISO_EVENT_TYPE", ""), "AVISO_EVENT_TYPE", false},
-		{"AVISO_URL not http", base.with("AVISO_URL", "ftp://x"), "AVISO_URL", false},
-		{"identifier not an object", base.with("AVISO_IDENTIFIER", "[1]"), "AVISO_IDENTIFIER", false},
-		{"FROM_ID and FROM_DATE", base.with("AVISO_FROM_ID", "1", "AVISO_FROM_DATE", "2026-01-01T00:00:00Z"), "AVISO_FROM_DATE", false},
-		{"bad duration", base.with("AVISO_HEARTBEAT_INTERVAL", "soon"), "AVISO_HEARTBEAT_INTERVAL", false},
-		{"bad integer", base.with("BRIDGE_MAX_IN_FLIGHT", "lots"), "BRIDGE_MAX_IN_FLIGHT", false},
-		{"bad mode", base.with("AVISO_MODE", "tail"), "AVISO_MODE", false},
-		{"unknown sink", base.with("SINK", "redis"), "SINK", false},
-		{"unknown reject policy", base.with("BRIDGE_ON_REJECT", "explode"), "BRIDGE_ON_REJECT", false},
-		{"unknown placeholder", base.with("SINK", "jetstream", "NATS_SUBJECT", "aviso.{nope}"), "NATS_SUBJECT", false},
-		{"kafka without brokers", base.with("SINK", "kafka"), "KAFKA_BROKERS", false},
-		{"token over plain http", base.with("AVISO_URL", "http://aviso.example.int", "AVISO_TOKEN", "t0ken-value"), "AVISO_ALLOW_PLAINTEXT_AUTH", false},
-		{"unknown store", base.with("CHECKPOINT_STORE", "redis"), "CHECKPOINT_STORE", false},
-		{"unknown event type (server 400)", base.with("AVISO_EVENT_TYPE", "nope", "CHECKPOINT_STORE", "none"), "AVISO_EVENT_TYPE", true},
+		{"missing AVISO_URL", base.With("AVISO_URL", ""), "AVISO_URL", false},
+		{"missing AVISO_EVENT_TYPE", base.With("AVISO_EVENT_TYPE", ""), "AVISO_EVENT_TYPE", false},
+		{"AVISO_URL not http", base.With("AVISO_URL", "ftp://x"), "AVISO_URL", false},
+		{"identifier not an object", base.With("AVISO_IDENTIFIER", "[1]"), "AVISO_IDENTIFIER", false},
+		{"FROM_ID and FROM_DATE", base.With("AVISO_FROM_ID", "1", "AVISO_FROM_DATE", "2026-01-01T00:00:00Z"), "AVISO_FROM_DATE", false},
+		{"bad duration", base.With("AVISO_HEARTBEAT_INTERVAL", "soon"), "AVISO_HEARTBEAT_INTERVAL", false},
+		{"bad integer", base.With("BRIDGE_MAX_IN_FLIGHT", "lots"), "BRIDGE_MAX_IN_FLIGHT", false},
+		{"bad mode", base.With("AVISO_MODE", "tail"), "AVISO_MODE", false},
+		{"unknown sink", base.With("SINK", "redis"), "SINK", false},
+		{"unknown reject policy", base.With("BRIDGE_ON_REJECT", "explode"), "BRIDGE_ON_REJECT", false},
+		{"unknown placeholder", base.With("SINK", "jetstream", "NATS_SUBJECT", "aviso.{nope}"), "NATS_SUBJECT", false},
+		{"kafka without brokers", base.With("SINK", "kafka"), "KAFKA_BROKERS", false},
+		{"token over plain http", base.With("AVISO_URL", "http://aviso.example.int", "AVISO_TOKEN", "t0ken-value"), "AVISO_ALLOW_PLAINTEXT_AUTH", false},
+		{"unknown store", base.With("CHECKPOINT_STORE", "redis"), "CHECKPOINT_STORE", false},
+		{"unknown event type (server 400)", base.With("AVISO_EVENT_TYPE", "nope", "CHECKPOINT_STORE", "none"), "AVISO_EVENT_TYPE", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := startBridge(t, "run", "", tc.env)
-			if code := p.wait(startupWait); code != 2 {
+			if code := p.Wait(startupWait); code != 2 {
 				t.Fatalf("run: exit code %d, want 2", code)
 			}
-			r := p.waitLog(time.Second, "bridge.config.invalid", func(r logRecord) bool { return r.msg() == "bridge.config.invalid" })
-			if msg := r.str("error"); !strings.Contains(msg, tc.variable) {
+			r := p.WaitLog(time.Second, "bridge.config.invalid", func(r logRecord) bool { return r.Msg() == "bridge.config.invalid" })
+			if msg := r.Str("error"); !strings.Contains(msg, tc.variable) {
 				t.Errorf("run: error %q does not name %s", msg, tc.variable)
 			}
-			if r.str("level") != "ERROR" {
-				t.Errorf("run: level %q, want ERROR", r.str("level"))
+			if r.Str("level") != "ERROR" {
+				t.Errorf("run: level %q, want ERROR", r.Str("level"))
 			}
-			p.logs() // every stderr line is JSON
+			p.Logs() // every stderr line is JSON
 
 			c := startBridge(t, "config", "", tc.env, "config")
-			code := c.wait(startupWait)
+			code := c.Wait(startupWait)
 			if tc.server {
 				if code != 0 {
 					t.Errorf("config: exit code %d, want 0 (only the server rejects this)", code)
@@ -152,7 +152,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 			if code != 2 {
 				t.Fatalf("config: exit code %d, want 2", code)
 			}
-			if msg := strings.Join(c.stderr.Lines(), "\n"); !strings.Contains(msg, tc.variable) {
+			if msg := strings.Join(c.Stderr.Lines(), "\n"); !strings.Contains(msg, tc.variable) {
 				t.Errorf("config: message %q does not name %s", msg, tc.variable)
 			}
 		})
@@ -167,8 +167,8 @@ func TestHealthcheckCommand(t *testing.T) {
 	healthcheck := func(t *testing.T, addr string) (int, string) {
 		t.Helper()
 		p := startBridge(t, "healthcheck", "", env{"BRIDGE_HTTP_ADDR": addr}, "healthcheck")
-		code := p.wait(startupWait)
-		return code, strings.Join(p.stdout.Lines(), "\n")
+		code := p.Wait(startupWait)
+		return code, strings.Join(p.Stdout.Lines(), "\n")
 	}
 
 	t.Run("nothing listening", func(t *testing.T) {
@@ -184,22 +184,22 @@ func TestHealthcheckCommand(t *testing.T) {
 	t.Run("ready", func(t *testing.T) {
 		dir := t.TempDir()
 		b := startBridge(t, "bridge", dir, avisoEnv(aviso, dir))
-		b.waitReady(startupWait)
+		b.WaitReady(startupWait)
 		// Listening on all interfaces: the healthcheck dials loopback.
-		_, port, _ := net.SplitHostPort(b.httpAddr)
+		_, port, _ := net.SplitHostPort(b.HTTPAddr)
 		if code, out := healthcheck(t, ":"+port); code != 0 {
 			t.Errorf("exit code %d (%q), want 0", code, out)
 		}
-		b.signal(syscall.SIGTERM)
-		if code := b.wait(startupWait); code != 0 {
+		b.Signal(syscall.SIGTERM)
+		if code := b.Wait(startupWait); code != 0 {
 			t.Errorf("bridge exit code %d after SIGTERM, want 0", code)
 		}
 	})
 	t.Run("not ready", func(t *testing.T) {
 		dir := t.TempDir()
-		b := startBridge(t, "bridge", dir, avisoEnv(aviso, dir).with("AVISO_URL", "http://"+freeAddr(t)))
-		b.waitHTTP(startupWait, "/healthz", "alive", func(code int, _ []byte) bool { return code == http.StatusOK })
-		code, out := healthcheck(t, b.httpAddr)
+		b := startBridge(t, "bridge", dir, avisoEnv(aviso, dir).With("AVISO_URL", "http://"+freeAddr(t)))
+		b.WaitHTTP(startupWait, "/healthz", "alive", func(code int, _ []byte) bool { return code == http.StatusOK })
+		code, out := healthcheck(t, b.HTTPAddr)
 		if code != 1 {
 			t.Errorf("exit code %d, want 1", code)
 		}
@@ -218,8 +218,8 @@ func TestReadyz(t *testing.T) {
 	dir := t.TempDir()
 	dead := "http://" + freeAddr(t)
 	b := startBridge(t, "unreachable", dir, env{"AVISO_URL": dead, "AVISO_EVENT_TYPE": eventType, "CHECKPOINT_FILE": filepath.Join(dir, "cp.json")})
-	b.waitHTTP(startupWait, "/healthz", "alive", func(code int, _ []byte) bool { return code == http.StatusOK })
-	code, body := b.waitHTTP(startupWait, "/readyz", "503", func(code int, _ []byte) bool { return code == http.StatusServiceUnavailable })
+	b.WaitHTTP(startupWait, "/healthz", "alive", func(code int, _ []byte) bool { return code == http.StatusOK })
+	code, body := b.WaitHTTP(startupWait, "/readyz", "503", func(code int, _ []byte) bool { return code == http.StatusServiceUnavailable })
 	var rep struct {
 		Ready   bool              `json:"ready"`
 		Failing map[string]string `json:"failing"`
@@ -233,19 +233,19 @@ func TestReadyz(t *testing.T) {
 	if len(rep.Failing) != 1 {
 		t.Errorf("/readyz body %s: only aviso_stream should fail (the stdout sink is fine)", body)
 	}
-	b.signal(syscall.SIGTERM)
-	if code := b.wait(startupWait); code != 0 {
+	b.Signal(syscall.SIGTERM)
+	if code := b.Wait(startupWait); code != 0 {
 		t.Errorf("exit code %d after SIGTERM while never connected, want 0", code)
 	}
 
 	aviso := avisotest.NewServer(t)
 	b = startBridge(t, "streaming", dir, env{"AVISO_URL": aviso.URL, "AVISO_EVENT_TYPE": eventType, "CHECKPOINT_FILE": filepath.Join(dir, "cp.json")})
-	code, body = b.waitHTTP(startupWait, "/readyz", "200", func(code int, _ []byte) bool { return code == http.StatusOK })
+	code, body = b.WaitHTTP(startupWait, "/readyz", "200", func(code int, _ []byte) bool { return code == http.StatusOK })
 	rep.Ready, rep.Failing = false, nil
 	if err := json.Unmarshal(body, &rep); err != nil || !rep.Ready || len(rep.Failing) != 0 {
 		t.Errorf("/readyz %d body %q: want {\"ready\":true}", code, body)
 	}
-	if c, _, err := httpGet(t.Context(), b.httpAddr, "/healthz"); err != nil || c != http.StatusOK {
+	if c, _, err := httpGet(t.Context(), b.HTTPAddr, "/healthz"); err != nil || c != http.StatusOK {
 		t.Errorf("/healthz: %d %v", c, err)
 	}
 }
@@ -257,28 +257,28 @@ func TestCheckpointKeyHeld(t *testing.T) {
 	dir := t.TempDir()
 	e := avisoEnv(aviso, dir)
 	first := startBridge(t, "first", dir, e)
-	first.waitReady(startupWait)
+	first.WaitReady(startupWait)
 	second := startBridge(t, "second", dir, e)
-	if code := second.wait(startupWait); code != 1 {
+	if code := second.Wait(startupWait); code != 1 {
 		t.Fatalf("second bridge: exit code %d, want 1", code)
 	}
-	r := second.waitEvent(time.Second, "bridge.failed")
-	if msg := r.str("error"); !strings.Contains(msg, "CHECKPOINT_FILE") || !strings.Contains(msg, "held by another bridge") {
+	r := second.WaitEvent(time.Second, "bridge.failed")
+	if msg := r.Str("error"); !strings.Contains(msg, "CHECKPOINT_FILE") || !strings.Contains(msg, "held by another bridge") {
 		t.Errorf("second bridge: error %q should name CHECKPOINT_FILE and say the key is held", msg)
 	}
-	if first.exited() {
+	if first.Exited() {
 		t.Fatalf("first bridge exited")
 	}
-	if code, _, err := httpGet(t.Context(), first.httpAddr, "/readyz"); err != nil || code != http.StatusOK {
+	if code, _, err := httpGet(t.Context(), first.HTTPAddr, "/readyz"); err != nil || code != http.StatusOK {
 		t.Errorf("first bridge /readyz: %d %v", code, err)
 	}
-	first.signal(syscall.SIGTERM)
-	if code := first.wait(startupWait); code != 0 {
+	first.Signal(syscall.SIGTERM)
+	if code := first.Wait(startupWait); code != 0 {
 		t.Errorf("first bridge exit code %d after SIGTERM, want 0", code)
 	}
 	// Once the first is gone the key is free again.
 	third := startBridge(t, "third", dir, e)
-	third.waitReady(startupWait)
+	third.WaitReady(startupWait)
 }
 
 // TestStdoutDefaults: with only AVISO_URL and AVISO_EVENT_TYPE set, the
@@ -296,20 +296,20 @@ func TestStdoutDefaults(t *testing.T) {
 		// The default :8080 is taken on this machine; disabling the
 		// endpoints is the only other way to keep the defaults.
 		t.Logf("port 8080 is busy (%v): setting BRIDGE_HTTP_ADDR= (empty)", err)
-		e = e.with("BRIDGE_HTTP_ADDR", "")
+		e = e.With("BRIDGE_HTTP_ADDR", "")
 		e["BRIDGE_HTTP_ADDR"] = ""
 	}
 	p := startBridge(t, "stdout", dir, e)
 	if _, err := aviso.WaitRequests(t.Context(), 1); err != nil {
 		t.Fatal(err)
 	}
-	p.waitEvent(startupWait, "aviso.connection.opened")
+	p.WaitEvent(startupWait, "aviso.connection.opened")
 	seqs := publish(aviso, 200)
-	if !eventually(startupWait, func() bool { return len(p.stdout.Lines()) >= len(seqs) || p.exited() }) {
-		t.Fatalf("stdout: %d of %d lines", len(p.stdout.Lines()), len(seqs))
+	if !eventually(startupWait, func() bool { return len(p.Stdout.Lines()) >= len(seqs) || p.Exited() }) {
+		t.Fatalf("stdout: %d of %d lines", len(p.Stdout.Lines()), len(seqs))
 	}
 	want := cloudEvents(t, aviso)
-	got := p.stdout.Lines()
+	got := p.Stdout.Lines()
 	var ids []uint64
 	for i, line := range got {
 		var ce struct {
@@ -326,12 +326,12 @@ func TestStdoutDefaults(t *testing.T) {
 	}
 	requireComplete(t, "stdout", ids, seqs, 0)
 
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(startupWait); code != 0 {
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(startupWait); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
-	if len(p.stdout.Lines()) != len(seqs) {
-		t.Errorf("stdout has %d lines after stop, want %d", len(p.stdout.Lines()), len(seqs))
+	if len(p.Stdout.Lines()) != len(seqs) {
+		t.Errorf("stdout has %d lines after stop, want %d", len(p.Stdout.Lines()), len(seqs))
 	}
 	cp, ok := checkpointSeq(t, filepath.Join(dir, "data", "checkpoint.json"))
 	if !ok || cp != seqs[len(seqs)-1] {

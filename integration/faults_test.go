@@ -31,7 +31,7 @@ func newStdoutIDs(t testing.TB, p *proc) *stdoutIDs {
 
 func (s *stdoutIDs) update() []uint64 {
 	s.t.Helper()
-	all := s.p.stdout.Lines()
+	all := s.p.Stdout.Lines()
 	for _, line := range all[len(s.seqs):] {
 		var ce struct {
 			ID string `json:"id"`
@@ -98,7 +98,7 @@ var avisoFaults = []avisoFault{
 		opts: []avisotest.Option{avisotest.WithHeartbeat(100 * time.Millisecond)},
 		setup: func(t *testing.T, srv *avisotest.Server, _ string, e env) env {
 			srv.Fault(avisotest.Stall{After: 700}, avisotest.Stall{After: 1200})
-			return e.with("AVISO_HEARTBEAT_INTERVAL", "100ms", "AVISO_IDLE_TIMEOUT", "750ms")
+			return e.With("AVISO_HEARTBEAT_INTERVAL", "100ms", "AVISO_IDLE_TIMEOUT", "750ms")
 		},
 		reconnects: map[string]float64{"idle_timeout": 2},
 	},
@@ -107,7 +107,7 @@ var avisoFaults = []avisoFault{
 		opts: []avisotest.Option{avisotest.WithHeartbeat(100 * time.Millisecond)},
 		setup: func(t *testing.T, srv *avisotest.Server, _ string, e env) env {
 			srv.Fault(avisotest.Stall{BeforeHeaders: true}, avisotest.Stall{BeforeOpening: true})
-			return e.with("AVISO_HEARTBEAT_INTERVAL", "100ms", "AVISO_IDLE_TIMEOUT", "750ms")
+			return e.With("AVISO_HEARTBEAT_INTERVAL", "100ms", "AVISO_IDLE_TIMEOUT", "750ms")
 		},
 		reconnects: map[string]float64{"opening_timeout": 1},
 	},
@@ -145,16 +145,16 @@ var avisoFaults = []avisoFault{
 		setup: func(t *testing.T, srv *avisotest.Server, dir string, e env) env {
 			writeFile(t, filepath.Join(dir, "server-token"), "token-one")
 			writeFile(t, filepath.Join(dir, "client-token"), "token-one\n")
-			return e.with("AVISO_TOKEN_FILE", filepath.Join(dir, "client-token"))
+			return e.With("AVISO_TOKEN_FILE", filepath.Join(dir, "client-token"))
 		},
 		during: func(t *testing.T, srv *avisotest.Server, p *proc, dir string) {
 			// Rotate on the server, cut the stream: the bridge gets 401s
 			// until its own token file is rotated too.
-			p.waitEvent(startupWait, "aviso.replay.completed")
+			p.WaitEvent(startupWait, "aviso.replay.completed")
 			writeFile(t, filepath.Join(dir, "server-token"), "token-two")
 			srv.DropStreams()
-			p.waitLog(startupWait, "a 401", func(r logRecord) bool {
-				return r.msg() == "aviso.connection.retrying" && r.str("reason") == "unauthorized" && r.str("attempt") != "0"
+			p.WaitLog(startupWait, "a 401", func(r logRecord) bool {
+				return r.Msg() == "aviso.connection.retrying" && r.Str("reason") == "unauthorized" && r.Str("attempt") != "0"
 			})
 			writeFile(t, filepath.Join(dir, "client-token"), "token-two\n")
 		},
@@ -230,7 +230,7 @@ func TestAvisoFaults(t *testing.T) {
 				opts = append(opts, avisotest.WithTokenFile(filepath.Join(dir, "server-token")))
 			}
 			srv := avisotest.NewServer(t, opts...)
-			e := avisoEnv(srv, dir).with("CHECKPOINT_INTERVAL", "100ms")
+			e := avisoEnv(srv, dir).With("CHECKPOINT_INTERVAL", "100ms")
 			if f.setup != nil {
 				e = f.setup(t, srv, dir, e)
 			}
@@ -251,11 +251,11 @@ func TestAvisoFaults(t *testing.T) {
 			<-pub.done
 			want := append(history, pub.seqs...)
 			ids := newStdoutIDs(t, p)
-			if !eventually(60*time.Second, func() bool { return ids.hasAll(want) || p.exited() }) || p.exited() {
+			if !eventually(60*time.Second, func() bool { return ids.hasAll(want) || p.Exited() }) || p.Exited() {
 				got := ids.update()
-				t.Fatalf("stdout holds %d lines, missing %d (exited %v)", len(got), len(count(got, want).Missing), p.exited())
+				t.Fatalf("stdout holds %d lines, missing %d (exited %v)", len(got), len(count(got, want).Missing), p.Exited())
 			}
-			samples, _ := scrape(t, p.httpAddr)
+			samples, _ := scrape(t, p.HTTPAddr)
 			var seen []string
 			for name, v := range samples {
 				if strings.HasPrefix(name, "aviso_bridge_reconnects_total") {
@@ -275,8 +275,8 @@ func TestAvisoFaults(t *testing.T) {
 					t.Errorf("%s = %v, want at least %v", name, samples[name], least)
 				}
 			}
-			p.signal(syscall.SIGTERM)
-			if code := p.wait(startupWait); code != 0 {
+			p.Signal(syscall.SIGTERM)
+			if code := p.Wait(startupWait); code != 0 {
 				t.Errorf("exit code %d after SIGTERM, want 0", code)
 			}
 			requireComplete(t, "stdout", ids.update(), want, 0)

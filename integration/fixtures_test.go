@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/aviso-bridge/aviso-bridge/avisotest"
+	"github.com/aviso-bridge/aviso-bridge/integration/harness"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
 )
@@ -43,13 +43,13 @@ func avisoEnv(srv *avisotest.Server, dir string) env {
 
 // jetStreamEnv adds a JetStream sink (stream AVISO created by the bridge).
 func jetStreamEnv(e env, ns *natstest.Server) env {
-	return e.with("SINK", "jetstream", "NATS_URL", ns.URL, "NATS_STREAM", streamName, "NATS_STREAM_CREATE", "true",
+	return e.With("SINK", "jetstream", "NATS_URL", ns.URL, "NATS_STREAM", streamName, "NATS_STREAM_CREATE", "true",
 		"NATS_STREAM_SUBJECTS", "aviso.>")
 }
 
 // kafkaEnv adds a Kafka sink.
 func kafkaEnv(e env, cl *kafkatest.Cluster) env {
-	return e.with("SINK", "kafka", "KAFKA_BROKERS", cl.Addr)
+	return e.With("SINK", "kafka", "KAFKA_BROKERS", cl.Addr)
 }
 
 // newKafka starts a kfake broker that keeps its data across Stop/Start and
@@ -101,20 +101,6 @@ func publishAt(ctx context.Context, srv *avisotest.Server, n, rate int) *publish
 		}
 	}()
 	return p
-}
-
-// seqOfID splits a CloudEvent id "<event_type>@<sequence>".
-func seqOfID(t testing.TB, id string) uint64 {
-	t.Helper()
-	i := strings.LastIndexByte(id, '@')
-	if i < 0 || id[:i] != eventType {
-		t.Fatalf("id %q is not %s@<sequence>", id, eventType)
-	}
-	s, err := strconv.ParseUint(id[i+1:], 10, 64)
-	if err != nil {
-		t.Fatalf("id %q: %v", id, err)
-	}
-	return s
 }
 
 // readJetStream reads stream AVISO back, in stream order, and returns the
@@ -194,92 +180,10 @@ func kafkaCount(cl *kafkatest.Cluster, topic string) int {
 	return len(recs)
 }
 
-// tally is what a sink read back holds compared with what was published.
-type tally struct {
-	Records    int      // messages read back
-	Missing    []uint64 // published, never read back
-	Duplicates int      // messages whose id was read back before
-	Unexpected []uint64 // read back, never published
-	// OutOfOrder lists first occurrences that are not above the previous
-	// first occurrence (order is judged on first deliveries: a re-send after
-	// a crash repeats an earlier id by design).
-	OutOfOrder []string
-	// MaxRun is the longest run of consecutive duplicate records.
-	MaxRun int
-}
-
-func (tl tally) String() string {
-	return fmt.Sprintf("records=%d missing=%d duplicates=%d unexpected=%d out_of_order=%d max_duplicate_run=%d",
-		tl.Records, len(tl.Missing), tl.Duplicates, len(tl.Unexpected), len(tl.OutOfOrder), tl.MaxRun)
-}
-
-func count(got, want []uint64) tally {
-	tl := tally{Records: len(got)}
-	published := make(map[uint64]bool, len(want))
-	for _, s := range want {
-		published[s] = true
-	}
-	seen := make(map[uint64]bool, len(got))
-	var last uint64
-	run := 0
-	for i, s := range got {
-		if seen[s] {
-			tl.Duplicates++
-			run++
-			tl.MaxRun = max(tl.MaxRun, run)
-			continue
-		}
-		run = 0
-		seen[s] = true
-		if !published[s] {
-			tl.Unexpected = append(tl.Unexpected, s)
-		}
-		if s <= last && len(tl.OutOfOrder) < 20 {
-			tl.OutOfOrder = append(tl.OutOfOrder, fmt.Sprintf("record %d: sequence %d after %d", i, s, last))
-		}
-		last = max(last, s)
-	}
-	for _, s := range want {
-		if !seen[s] {
-			tl.Missing = append(tl.Missing, s)
-		}
-	}
-	return tl
-}
-
-// requireComplete fails unless got holds every sequence of want, in order,
-// nothing else, and at most maxDup duplicates.
-func requireComplete(t testing.TB, what string, got, want []uint64, maxDup int) tally {
+// seqOfID splits a CloudEvent id "mars@<sequence>".
+func seqOfID(t testing.TB, id string) uint64 {
 	t.Helper()
-	tl := count(got, want)
-	t.Logf("%s: %v", what, tl)
-	if len(tl.Missing) > 0 {
-		t.Errorf("%s: %d of %d published notifications missing, first %v", what, len(tl.Missing), len(want), tl.Missing[:min(10, len(tl.Missing))])
-	}
-	if len(tl.OutOfOrder) > 0 {
-		t.Errorf("%s: order broken: %v", what, tl.OutOfOrder)
-	}
-	if len(tl.Unexpected) > 0 {
-		t.Errorf("%s: sequences never published: %v", what, tl.Unexpected[:min(10, len(tl.Unexpected))])
-	}
-	if tl.Duplicates > maxDup {
-		t.Errorf("%s: %d duplicates, want at most %d", what, tl.Duplicates, maxDup)
-	}
-	return tl
-}
-
-// seqRange returns first, first+1, ..., last.
-func seqRange(first, last uint64) []uint64 {
-	out := make([]uint64, 0, last-first+1)
-	for s := first; s <= last; s++ {
-		out = append(out, s)
-	}
-	return out
-}
-
-// without returns seqs minus drop.
-func without(seqs []uint64, drop ...uint64) []uint64 {
-	return slices.DeleteFunc(slices.Clone(seqs), func(s uint64) bool { return slices.Contains(drop, s) })
+	return harness.SeqOfID(t, eventType, id)
 }
 
 // cloudEvents fetches every notification from sequence 1 from srv through a
@@ -321,31 +225,4 @@ func cloudEvents(t testing.TB, srv *avisotest.Server) map[uint64][]byte {
 		}
 	}
 	return out
-}
-
-// checkpointSeq reads the committed sequence of the only key in a checkpoint
-// file (false when the file or the key is not there yet).
-func checkpointSeq(t testing.TB, path string) (uint64, bool) {
-	t.Helper()
-	b, err := readFileIfExists(path)
-	if err != nil || b == nil {
-		return 0, false
-	}
-	var doc struct {
-		Checkpoints map[string]struct {
-			Seq *uint64 `json:"last_committed_sequence"`
-		} `json:"checkpoints"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("checkpoint file %s: %v\n%s", path, err, b)
-	}
-	if len(doc.Checkpoints) > 1 {
-		t.Fatalf("checkpoint file %s holds %d keys, want 1", path, len(doc.Checkpoints))
-	}
-	for _, c := range doc.Checkpoints {
-		if c.Seq != nil {
-			return *c.Seq, true
-		}
-	}
-	return 0, false
 }

@@ -47,11 +47,11 @@ func TestGracefulStopRestart(t *testing.T) {
 					<-pub.done
 					stopAt = len(history) + len(pub.seqs)
 				}
-				if !eventually(startupWait, func() bool { return dst.count() >= stopAt || p.exited() }) || p.exited() {
-					t.Fatalf("round %d: destination holds %d, want %d (exited %v)", round, dst.count(), stopAt, p.exited())
+				if !eventually(startupWait, func() bool { return dst.count() >= stopAt || p.Exited() }) || p.Exited() {
+					t.Fatalf("round %d: destination holds %d, want %d (exited %v)", round, dst.count(), stopAt, p.Exited())
 				}
-				p.signal(syscall.SIGTERM)
-				if code := p.wait(startupWait); code != 0 {
+				p.Signal(syscall.SIGTERM)
+				if code := p.Wait(startupWait); code != 0 {
 					t.Fatalf("round %d: exit code %d after SIGTERM, want 0", round, code)
 				}
 				cp, _ := checkpointSeq(t, cpFile)

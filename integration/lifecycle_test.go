@@ -68,13 +68,13 @@ func TestMetricsEndpoint(t *testing.T) {
 	ns := natstest.NewServer(t)
 	seqs := publish(aviso, 300)
 	dir := t.TempDir()
-	b := startBridge(t, "bridge", dir, jetStreamEnv(avisoEnv(aviso, dir), ns).with("CHECKPOINT_INTERVAL", "50ms"))
-	b.waitReady(startupWait)
+	b := startBridge(t, "bridge", dir, jetStreamEnv(avisoEnv(aviso, dir), ns).With("CHECKPOINT_INTERVAL", "50ms"))
+	b.WaitReady(startupWait)
 	last := seqs[len(seqs)-1]
 	var samples map[string]float64
 	var types map[string]string
 	if !eventually(startupWait, func() bool {
-		samples, types = scrape(t, b.httpAddr)
+		samples, types = scrape(t, b.HTTPAddr)
 		return samples["aviso_bridge_checkpoint_sequence"] == float64(last)
 	}) {
 		t.Fatalf("checkpoint_sequence %v, want %d", samples["aviso_bridge_checkpoint_sequence"], last)
@@ -129,12 +129,12 @@ func TestReplayModeFinishes(t *testing.T) {
 	aviso := avisotest.NewServer(t, avisotest.WithReplayBatch(100, 0))
 	ns := natstest.NewServer(t)
 	dir := t.TempDir()
-	e := jetStreamEnv(avisoEnv(aviso, dir), ns).with("AVISO_MODE", "replay")
+	e := jetStreamEnv(avisoEnv(aviso, dir), ns).With("AVISO_MODE", "replay")
 	cp := filepath.Join(dir, "checkpoint.json")
 
 	seqs := publish(aviso, 2500)
 	b := startBridge(t, "replay-1", dir, e)
-	if code := b.wait(startupWait); code != 0 {
+	if code := b.Wait(startupWait); code != 0 {
 		t.Fatalf("first replay: exit code %d, want 0", code)
 	}
 	requireComplete(t, "JetStream after the first replay", readJetStream(t, ns), seqs, 0)
@@ -144,7 +144,7 @@ func TestReplayModeFinishes(t *testing.T) {
 
 	seqs = append(seqs, publish(aviso, 700)...)
 	b = startBridge(t, "replay-2", dir, e)
-	if code := b.wait(startupWait); code != 0 {
+	if code := b.Wait(startupWait); code != 0 {
 		t.Fatalf("second replay: exit code %d, want 0", code)
 	}
 	requireComplete(t, "JetStream after the second replay", readJetStream(t, ns), seqs, 0)
@@ -169,14 +169,14 @@ func TestSigtermDrainsAndCommits(t *testing.T) {
 	dir := t.TempDir()
 	// A long checkpoint interval: only the drain's final commit can make
 	// the file current.
-	e := jetStreamEnv(avisoEnv(aviso, dir), ns).with("CHECKPOINT_INTERVAL", "1h")
+	e := jetStreamEnv(avisoEnv(aviso, dir), ns).With("CHECKPOINT_INTERVAL", "1h")
 	seqs := publish(aviso, 30000)
 	b := startBridge(t, "bridge", dir, e)
 	if !eventually(startupWait, func() bool { return jetStreamCount(t, js) >= 2000 }) {
 		t.Fatalf("JetStream holds %d messages, want 2000", jetStreamCount(t, js))
 	}
-	b.signal(syscall.SIGTERM)
-	if code := b.wait(startupWait); code != 0 {
+	b.Signal(syscall.SIGTERM)
+	if code := b.Wait(startupWait); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
 	got := readJetStream(t, ns)
@@ -188,6 +188,6 @@ func TestSigtermDrainsAndCommits(t *testing.T) {
 		t.Errorf("all %d notifications stored before SIGTERM took effect: the stop was not mid-stream", len(seqs))
 	}
 	requireComplete(t, "JetStream after SIGTERM", got, seqRange(1, cp), 0)
-	drain := b.waitEvent(time.Second, "bridge.drain.started")
+	drain := b.WaitEvent(time.Second, "bridge.drain.started")
 	t.Logf("drain: in_flight=%v; stored %d of %d published", drain["in_flight"], len(got), len(seqs))
 }

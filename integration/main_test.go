@@ -12,11 +12,12 @@
 package integration
 
 import (
-	"fmt"
+	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/aviso-bridge/aviso-bridge/integration/harness"
 )
 
 // binary is the path of the aviso-bridge binary built by TestMain.
@@ -27,22 +28,41 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "aviso-bridge-integration-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration: temp dir:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "aviso-bridge")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/aviso-bridge")
-	build.Dir = ".."
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "integration: go build ./cmd/aviso-bridge:", err)
-		return 1
-	}
-	return m.Run()
+	return harness.Main("..", &binary, m.Run)
 }
 
 // long reports whether the long variants were asked for (AVISO_BRIDGE_LONG=1).
 func long() bool { return os.Getenv("AVISO_BRIDGE_LONG") == "1" }
+
+// Shorthands for the harness (package integration/harness).
+type (
+	env       = harness.Env
+	proc      = harness.Proc
+	logRecord = harness.LogRecord
+	tally     = harness.Tally
+)
+
+// startBridge starts the binary built by TestMain (see harness.Start).
+func startBridge(t testing.TB, name, dir string, e env, args ...string) *proc {
+	t.Helper()
+	return harness.Start(t, binary, name, dir, e, args...)
+}
+
+func eventually(timeout time.Duration, cond func() bool) bool {
+	return harness.Eventually(timeout, cond)
+}
+func freeAddr(t testing.TB) string { return harness.FreeAddr(t) }
+func httpGet(ctx context.Context, addr, path string) (int, []byte, error) {
+	return harness.HTTPGet(ctx, addr, path)
+}
+func count(got, want []uint64) tally { return harness.Count(got, want) }
+func requireComplete(t testing.TB, what string, got, want []uint64, maxDup int) tally {
+	t.Helper()
+	return harness.RequireComplete(t, what, got, want, maxDup)
+}
+func seqRange(first, last uint64) []uint64           { return harness.SeqRange(first, last) }
+func without(seqs []uint64, drop ...uint64) []uint64 { return harness.Without(seqs, drop...) }
+func checkpointSeq(t testing.TB, path string) (uint64, bool) {
+	t.Helper()
+	return harness.CheckpointSeq(t, path)
+}

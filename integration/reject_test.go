@@ -107,7 +107,7 @@ func TestRejectPolicies(t *testing.T) {
 			t.Run(sk.name+"/"+policy, func(t *testing.T) {
 				aviso := avisotest.NewServer(t)
 				dir := t.TempDir()
-				e, publishBad, read, readDLQ := sk.setup(t, avisoEnv(aviso, dir).with("BRIDGE_ON_REJECT", policy, "CHECKPOINT_INTERVAL", "50ms"))
+				e, publishBad, read, readDLQ := sk.setup(t, avisoEnv(aviso, dir).With("BRIDGE_ON_REJECT", policy, "CHECKPOINT_INTERVAL", "50ms"))
 				seqs := publish(aviso, before)
 				bad := publishBad(aviso)
 				seqs = append(seqs, bad)
@@ -117,35 +117,35 @@ func TestRejectPolicies(t *testing.T) {
 
 				b := startBridge(t, "bridge", dir, e)
 				if policy == "fail" {
-					if code := b.wait(startupWait); code != 1 {
+					if code := b.Wait(startupWait); code != 1 {
 						t.Fatalf("exit code %d, want 1", code)
 					}
-					r := b.waitEvent(time.Second, "bridge.failed")
-					if id := fmt.Sprintf("%s@%d", eventType, bad); !strings.Contains(r.str("error"), id) {
-						t.Errorf("error %q does not name %s", r.str("error"), id)
+					r := b.WaitEvent(time.Second, "bridge.failed")
+					if id := fmt.Sprintf("%s@%d", eventType, bad); !strings.Contains(r.Str("error"), id) {
+						t.Errorf("error %q does not name %s", r.Str("error"), id)
 					}
 					requireComplete(t, "destination", read(), seqRange(1, bad-1), 0)
 					if got, _ := checkpointSeq(t, cp); got >= bad {
 						t.Errorf("checkpoint %d passed the rejected notification %d", got, bad)
 					}
 					again := startBridge(t, "restart", dir, e)
-					if code := again.wait(startupWait); code != 1 {
+					if code := again.Wait(startupWait); code != 1 {
 						t.Fatalf("restart: exit code %d, want 1", code)
 					}
 					requireComplete(t, "destination after the restart", read(), seqRange(1, bad-1), 0)
 					return
 				}
-				b.waitReady(startupWait)
+				b.WaitReady(startupWait)
 				if !eventually(startupWait, func() bool { got, _ := checkpointSeq(t, cp); return got == seqs[len(seqs)-1] }) {
 					got, _ := checkpointSeq(t, cp)
 					t.Fatalf("checkpoint %d, want %d (past the rejected %d)", got, seqs[len(seqs)-1], bad)
 				}
-				samples, _ := scrape(t, b.httpAddr)
+				samples, _ := scrape(t, b.HTTPAddr)
 				if v := samples[fmt.Sprintf("aviso_bridge_notifications_rejected_total{action=%q}", policy)]; v != 1 {
 					t.Errorf("notifications_rejected_total{action=%q} = %v, want 1", policy, v)
 				}
-				b.signal(syscall.SIGTERM)
-				if code := b.wait(startupWait); code != 0 {
+				b.Signal(syscall.SIGTERM)
+				if code := b.Wait(startupWait); code != 0 {
 					t.Fatalf("exit code %d after SIGTERM, want 0", code)
 				}
 				requireComplete(t, "destination", read(), good, 0)

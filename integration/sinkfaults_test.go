@@ -78,7 +78,7 @@ func TestSinkOutage(t *testing.T) {
 			t.Parallel()
 			aviso := avisotest.NewServer(t)
 			dir := t.TempDir()
-			e, dst := sk.start(t, avisoEnv(aviso, dir).with("BRIDGE_MAX_IN_FLIGHT", "256", "CHECKPOINT_INTERVAL", "200ms"))
+			e, dst := sk.start(t, avisoEnv(aviso, dir).With("BRIDGE_MAX_IN_FLIGHT", "256", "CHECKPOINT_INTERVAL", "200ms"))
 			history := publish(aviso, 2000)
 			p := startBridge(t, "bridge", dir, e)
 			ctx, cancel := context.WithCancel(t.Context())
@@ -89,7 +89,7 @@ func TestSinkOutage(t *testing.T) {
 			}
 			dst.stop()
 			down := time.Now()
-			_, body := p.waitHTTP(15*time.Second, "/readyz", "not ready while the broker is down", func(code int, body []byte) bool {
+			_, body := p.WaitHTTP(15*time.Second, "/readyz", "not ready while the broker is down", func(code int, body []byte) bool {
 				var rep struct{ Failing map[string]string }
 				return code == http.StatusServiceUnavailable && json.Unmarshal(body, &rep) == nil && rep.Failing["sink"] != ""
 			})
@@ -97,10 +97,10 @@ func TestSinkOutage(t *testing.T) {
 			<-time.After(time.Until(down.Add(5 * time.Second))) // the outage lasts 5 s
 			dst.restart()
 			t.Logf("broker restarted after %v", time.Since(down).Round(time.Millisecond))
-			p.waitReady(60 * time.Second)
+			p.WaitReady(60 * time.Second)
 			<-pub.done
 			want := append(history, pub.seqs...)
-			if !eventually(90*time.Second, func() bool { return dst.count() >= len(want) || p.exited() }) {
+			if !eventually(90*time.Second, func() bool { return dst.count() >= len(want) || p.Exited() }) {
 				t.Fatalf("destination holds %d of %d", dst.count(), len(want))
 			}
 			cp := filepath.Join(dir, "checkpoint.json")
@@ -108,8 +108,8 @@ func TestSinkOutage(t *testing.T) {
 				got, _ := checkpointSeq(t, cp)
 				t.Errorf("checkpoint %d, want %d", got, want[len(want)-1])
 			}
-			p.signal(syscall.SIGTERM)
-			if code := p.wait(startupWait); code != 0 {
+			p.Signal(syscall.SIGTERM)
+			if code := p.Wait(startupWait); code != 0 {
 				t.Errorf("exit code %d after SIGTERM, want 0", code)
 			}
 			maxDup := 0
