@@ -1,15 +1,9 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -191,38 +185,9 @@ func seqOfID(t testing.TB, id string) uint64 {
 // the server writes it, by sequence.
 func cloudEvents(t testing.TB, srv *avisotest.Server) map[uint64][]byte {
 	t.Helper()
-	body := fmt.Sprintf(`{"event_type":%q,"identifier":{},"from_id":"1"}`, eventType)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/api/v1/replay", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatalf("replay: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("replay: %s", resp.Status)
-	}
 	out := map[uint64][]byte{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	event := ""
-	for sc.Scan() {
-		line := sc.Bytes()
-		switch {
-		case bytes.HasPrefix(line, []byte("event: ")):
-			event = string(line[len("event: "):])
-		case bytes.HasPrefix(line, []byte("data: ")) && event == "replay":
-			data := bytes.Clone(line[len("data: "):])
-			var ce struct {
-				ID string `json:"id"`
-			}
-			if err := json.Unmarshal(data, &ce); err != nil {
-				t.Fatalf("replay frame %q: %v", data, err)
-			}
-			out[seqOfID(t, ce.ID)] = data
-		}
+	for _, ev := range harness.Replay(t, srv.Client(), srv.URL, eventType, "{}", 1) {
+		out[ev.Sequence] = ev.CloudEvent
 	}
 	return out
 }
