@@ -100,6 +100,8 @@ type Sink struct {
 	pubMu sync.Mutex // serialises Publish: FIFO order is Writer order
 	attrs attrCache  // guarded by pubMu
 
+	sendMu sync.Mutex // orders the sends on acks (see releaseAndUnlock)
+
 	mu        sync.Mutex
 	drained   *sync.Cond // the FIFO became empty
 	queue     []*pending
@@ -283,8 +285,7 @@ func (s *Sink) Publish(ctx context.Context, n *bridge.Notification) error {
 			// re-published from it yet: do not store n ahead of it.
 			s.queue = append(s.queue, &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, done: true,
 				err: wrapTopic(errHeldBack, topic, -1)})
-			s.releaseLocked()
-			s.mu.Unlock()
+			s.releaseAndUnlock()
 			return nil
 		}
 		s.heldBack.Store(false)
@@ -336,8 +337,7 @@ func (s *Sink) Publish(ctx context.Context, n *bridge.Notification) error {
 		s.mu.Lock()
 		s.queue[len(s.queue)-1] = nil
 		s.queue = s.queue[:len(s.queue)-1]
-		s.releaseLocked()
-		s.mu.Unlock()
+		s.releaseAndUnlock()
 		return s.publishError(ctx, err, topic, -1, 1)
 	}
 	return nil
@@ -348,8 +348,7 @@ func (s *Sink) skip(n *bridge.Notification, loc location) {
 	s.mu.Lock()
 	delete(s.afterFail, n.ID)
 	s.queue = append(s.queue, &pending{seq: n.Sequence, id: n.ID, topic: loc.topic, partition: loc.partition, done: true})
-	s.releaseLocked()
-	s.mu.Unlock()
+	s.releaseAndUnlock()
 	s.dupSkipped.Add(1)
 	s.metrics.DuplicatesDropped.Inc()
 	s.log.Debug("kafka.publish.already_stored", "id", n.ID, "sequence", n.Sequence, "topic", loc.topic, "partition", loc.partition)
@@ -366,8 +365,7 @@ func (s *Sink) publishSolo(ctx context.Context, n *bridge.Notification, topic st
 	if s.heldBack.Load() {
 		s.queue = append(s.queue, &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, done: true,
 			err: wrapTopic(errHeldBack, topic, -1)})
-		s.releaseLocked()
-		s.mu.Unlock()
+		s.releaseAndUnlock()
 		return nil
 	}
 	delete(s.soloIDs, n.ID)
@@ -381,8 +379,7 @@ func (s *Sink) publishSolo(ctx context.Context, n *bridge.Notification, topic st
 	}
 	s.mu.Lock()
 	s.queue = append(s.queue, &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1, done: true, err: ackErr})
-	s.releaseLocked()
-	s.mu.Unlock()
+	s.releaseAndUnlock()
 	return nil
 }
 
@@ -449,15 +446,34 @@ func (s *Sink) acker() {
 				e.partition = c.msgs[i].Partition
 			}
 		}
-		s.releaseLocked()
-		s.mu.Unlock()
+		s.releaseAndUnlock()
 	}
 }
 
-// releaseLocked sends the acks of the done entries at the head of the FIFO.
-// The Acks buffer holds MaxInFlight and the pipeline never has more
-// outstanding, so the send does not block.
-func (s *Sink) releaseLocked() {
+// releaseAndUnlock releases the acks that became due and unlocks mu. The
+// acks are taken from the FIFO under mu but sent after mu is released (in
+// FIFO order: sendMu is taken before mu is let go), so that Publish is not
+// held up while a batch's acks are handed over. The Acks buffer holds
+// MaxInFlight and the pipeline never has more outstanding, so the sends do
+// not block.
+func (s *Sink) releaseAndUnlock() {
+	due := s.releaseLocked()
+	if len(due) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.sendMu.Lock()
+	s.mu.Unlock()
+	for _, a := range due {
+		s.acks <- a
+	}
+	s.sendMu.Unlock()
+}
+
+// releaseLocked takes the done entries at the head of the FIFO and returns
+// their acks, in order.
+func (s *Sink) releaseLocked() []bridge.Ack {
+	var due []bridge.Ack
 	for s.head < len(s.queue) {
 		e := s.queue[s.head]
 		if !e.done {
@@ -477,7 +493,10 @@ func (s *Sink) releaseLocked() {
 			}
 			s.afterFail[e.id] = location{topic: e.topic, partition: e.partition}
 		}
-		s.acks <- bridge.Ack{Sequence: e.seq, ID: e.id, Err: e.err}
+		if due == nil {
+			due = make([]bridge.Ack, 0, len(s.queue)-s.head+1)
+		}
+		due = append(due, bridge.Ack{Sequence: e.seq, ID: e.id, Err: e.err})
 	}
 	if s.head == len(s.queue) {
 		clear(s.queue)
@@ -488,6 +507,7 @@ func (s *Sink) releaseLocked() {
 		clear(s.queue[n:])
 		s.queue, s.head = s.queue[:n], 0
 	}
+	return due
 }
 
 // publishError classifies a kafka-go error for the pipeline: permanent
