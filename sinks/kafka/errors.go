@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
 // errHeldBack fails produce requests that follow a reported failure until
@@ -103,4 +105,14 @@ func wrapTopic(err error, topic string, partition int) error {
 		return fmt.Errorf("kafka topic %q partition %d: %w", topic, partition, err)
 	}
 	return fmt.Errorf("kafka topic %q: %w", topic, err)
+}
+
+// startError marks a start-up failure permanent (bridge.Permanent) when
+// retrying cannot fix it (authentication, authorisation, certificates), so
+// that the caller stops waiting for the brokers.
+func startError(err error) error {
+	if err != nil && classify(err) == permanent && !bridge.IsPermanent(err) {
+		return bridge.Permanent(err)
+	}
+	return err
 }

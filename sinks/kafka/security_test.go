@@ -87,8 +87,11 @@ func TestSASL(t *testing.T) {
 			return resp, nil, true
 		})
 		cfg := kafka.Config{Brokers: []string{cl.Addr}, EventType: "mars", SASLMechanism: "PLAIN", Username: "plainuser", Password: "wrong"}
-		if _, err := kafka.NewSink(testContext(t, 20*time.Second), cfg, kafka.Options{}); err == nil {
-			t.Fatal("NewSink succeeded with a wrong password")
+		if _, err := kafka.NewSink(testContext(t, 20*time.Second), cfg, kafka.Options{}); !bridge.IsPermanent(err) {
+			t.Fatalf("NewSink with a wrong password = %v, want a permanent error", err)
+		}
+		if _, err := kafka.NewStore(testContext(t, 20*time.Second), cfg, "k", kafka.Options{}); !bridge.IsPermanent(err) {
+			t.Fatalf("NewStore with a wrong password = %v, want a permanent error", err)
 		}
 		// Without the start-up scan the failure surfaces at Publish, as a
 		// permanent error naming the topic.

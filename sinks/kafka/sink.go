@@ -206,7 +206,7 @@ func NewSink(ctx context.Context, cfg Config, opts Options) (*Sink, error) {
 
 	if err := s.scan(ctx); err != nil {
 		s.closeTransport()
-		return nil, err
+		return nil, startError(err)
 	}
 	go s.acker()
 	s.log.Info("kafka.sink.started", "brokers", cfg.Brokers, "topic_template", cfg.Topic,

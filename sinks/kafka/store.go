@@ -104,7 +104,7 @@ func NewStore(ctx context.Context, cfg Config, key string, opts Options) (*Store
 	st.client = &kafkago.Client{Addr: brokerAddr(cfg), Transport: st.transport, Timeout: cfg.WriteTimeout}
 	if err := st.open(ctx, cfg.CheckpointReplicationFactor); err != nil {
 		st.closeTransport()
-		return nil, err
+		return nil, startError(err)
 	}
 	return st, nil
 }
