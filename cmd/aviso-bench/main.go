@@ -49,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.rate, "rate", 1000, "publish rate of the latency measurement, per second")
 	fs.IntVar(&o.window, "window", e2ebench.DefaultWindow, "BRIDGE_MAX_IN_FLIGHT = NATS_MAX_PENDING, and the bare clients' window")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 5000 notifications, 1000 live, 2 rounds (flags given explicitly still win)")
-	fs.StringVar(&o.only, "only", "", "comma-separated subset of decode,jetstream,kafka,latency,binary")
+	fs.StringVar(&o.only, "only", "", "comma-separated subset of decode,jetstream,kafka,discard,latency,binary")
 	fs.StringVar(&o.binary, "binary", "", "aviso-bridge executable to measure (default: go build ./cmd/aviso-bridge into a temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -82,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for s := range want {
 		switch s {
-		case "decode", "jetstream", "kafka", "latency", "binary":
+		case "decode", "jetstream", "kafka", "discard", "latency", "binary":
 		default:
 			fmt.Fprintf(stderr, "aviso-bench: -only: unknown measurement %q\n", s)
 			return 2
@@ -130,8 +130,10 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 			return nil, fmt.Errorf("jetstream: %w", err)
 		}
 		done()
-		rows = append(rows, row{fmt.Sprintf("End to end into JetStream (file storage, Nats-Msg-Id) vs bare PublishAsync, window %d (%d notifications, %d rounds)", o.window, o.n, o.rounds),
-			count(r.Bridge.Rate()), count(r.Bare.Rate()), ratio(r.Ratio()), "msgs/s"})
+		rows = append(rows,
+			row{fmt.Sprintf("End to end into JetStream (file storage, Nats-Msg-Id) vs bare PublishAsync, window %d (%d notifications, %d rounds)", o.window, o.n, o.rounds),
+				count(r.Bridge.Rate()), count(r.Bare.Rate()), ratio(r.Ratio()), "msgs/s"},
+			cpuRow("JetStream, same runs", r.Bridge, r.Bare))
 	}
 	if want("kafka") {
 		done := step("end to end into Kafka")
@@ -144,7 +146,19 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 			row{fmt.Sprintf("End to end into Kafka (kfake, acks=all) vs bare async kafka-go Writer, window %d (%d notifications, %d rounds)", o.window, o.n, o.rounds),
 				count(r.Bridge.Rate()), count(r.Bare.Rate()), ratio(r.Ratio()), "msgs/s"},
 			row{"End to end into Kafka vs the same Writer unbounded (no window)",
-				count(r.Bridge.Rate()), count(r.Unbounded.Rate()), ratio(r.Bridge.Rate() / r.Unbounded.Rate()), "msgs/s"})
+				count(r.Bridge.Rate()), count(r.Unbounded.Rate()), ratio(r.Bridge.Rate() / r.Unbounded.Rate()), "msgs/s"},
+			cpuRow("Kafka, same runs (baseline: bare Writer, window)", r.Bridge, r.Bare))
+	}
+	if want("discard") {
+		done := step("end to end into a discarding sink")
+		r, err := e2ebench.Discard(ctx, tcfg)
+		if err != nil {
+			return nil, fmt.Errorf("discard: %w", err)
+		}
+		done()
+		rows = append(rows,
+			row{fmt.Sprintf("Source ceiling: bridge into a sink that acknowledges at once, no broker (%d notifications)", o.n), count(r.Rate()), "", "", "msgs/s"},
+			row{"Source ceiling, same runs: process CPU per message", us(r.CPUPerMsg()), "", "", "µs CPU/msg"})
 	}
 	if want("latency") {
 		done := step(fmt.Sprintf("latency (%d live at %d/s)", o.latencyN, o.rate))
@@ -186,10 +200,21 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 		}
 		rows = append(rows,
 			row{what + ", rate from its bridge.started to bridge.stopped log lines", count(r.Throughput.Rate()), "", "", "msgs/s"},
-			row{what + ", peak RSS (ru_maxrss)", rss, "", "", "MiB"})
+			row{what + ", peak RSS (VmHWM)", rss, "", "", "MiB"})
 	}
 	return rows, nil
 }
+
+// cpuRow compares the process's CPU time per message (servers and brokers
+// in process included), which other load on the machine disturbs less than
+// wall time.
+func cpuRow(what string, bridge, baseline e2ebench.Throughput) row {
+	return row{what + ": process CPU per message (servers and broker in process included)",
+		us(bridge.CPUPerMsg()), us(baseline.CPUPerMsg()),
+		ratio(float64(bridge.CPUPerMsg()) / float64(max(baseline.CPUPerMsg(), 1))), "µs CPU/msg"}
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Microsecond)) }
 
 func table(rows []row) string {
 	var b strings.Builder

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/aviso-bridge/aviso-bridge/aviso"
@@ -28,6 +29,9 @@ type BinaryConfig struct {
 	// Dir holds the JetStream store and the checkpoint file (default: a
 	// temporary directory removed at the end).
 	Dir string
+	// Env adds variables to the bridge's environment (a later one wins),
+	// for example GODEBUG=gctrace=1 or BRIDGE_MAX_IN_FLIGHT=1024.
+	Env []string
 	// Stderr, when set, receives the bridge's log lines.
 	Stderr io.Writer
 }
@@ -40,8 +44,9 @@ type BinaryResult struct {
 	Throughput Throughput
 	// Wall is the process's whole life, start-up and exit included.
 	Wall time.Duration
-	// PeakRSS is the process's peak resident set size in bytes (the
-	// rusage of the reaped child: ru_maxrss), 0 where unknown.
+	// PeakRSS is the process's peak resident set size in bytes (VmHWM,
+	// sampled every 20 ms and when it logs bridge.stopped), 0 where
+	// unknown (outside Linux).
 	PeakRSS int64
 }
 
@@ -118,6 +123,7 @@ func Binary(ctx context.Context, cfg BinaryConfig) (BinaryResult, error) {
 		"LOG_LEVEL=info",
 		"HOME=" + dir,
 	}
+	cmd.Env = append(cmd.Env, cfg.Env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return res, err
@@ -128,14 +134,46 @@ func Binary(ctx context.Context, cfg BinaryConfig) (BinaryResult, error) {
 	if err := cmd.Start(); err != nil {
 		return res, fmt.Errorf("start %s: %w", cfg.Binary, err)
 	}
-	go func() { logs <- readLog(stderr, cfg.Stderr, &tail) }()
+	// VmHWM only grows: the last reading before exit is the peak. The
+	// bridge logs bridge.stopped after its final commit, just before it
+	// exits.
+	var peak atomic.Int64
+	sample := func() {
+		if v := vmHWM(cmd.Process.Pid); v > 0 {
+			peak.Store(max(peak.Load(), v))
+		}
+	}
+	sampled := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			sample()
+			select {
+			case <-t.C:
+			case <-exited:
+				return
+			}
+		}
+	}()
+	go func() {
+		logs <- readLog(stderr, cfg.Stderr, &tail, func(msg string) {
+			if msg == "bridge.stopped" {
+				sample()
+			}
+		})
+	}()
 	seen := <-logs // EOF: the process closed stderr
 	werr := cmd.Wait()
 	res.Wall = time.Since(start)
+	close(exited)
+	<-sampled
 	if werr != nil {
 		return res, fmt.Errorf("aviso-bridge: %w; last log lines:\n%s", werr, tail.String())
 	}
-	res.PeakRSS = peakRSS(cmd.ProcessState)
+	res.PeakRSS = peak.Load()
 	started, ok1 := seen["bridge.started"]
 	stopped, ok2 := seen["bridge.stopped"]
 	if !ok1 || !ok2 {
@@ -151,9 +189,9 @@ func Binary(ctx context.Context, cfg BinaryConfig) (BinaryResult, error) {
 }
 
 // readLog reads JSON log lines until EOF and returns the time of the first
-// line of each message; it copies lines to out (when set) and keeps the
-// last few in tail.
-func readLog(r io.Reader, out io.Writer, tail *bytes.Buffer) map[string]time.Time {
+// line of each message; it copies lines to out (when set), keeps the last
+// few in tail, and calls onMsg with each message.
+func readLog(r io.Reader, out io.Writer, tail *bytes.Buffer, onMsg func(string)) map[string]time.Time {
 	seen := map[string]time.Time{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -172,6 +210,7 @@ func readLog(r io.Reader, out io.Writer, tail *bytes.Buffer) map[string]time.Tim
 			Msg  string    `json:"msg"`
 		}
 		if json.Unmarshal(line, &rec) == nil && rec.Msg != "" {
+			onMsg(rec.Msg)
 			if _, ok := seen[rec.Msg]; !ok {
 				seen[rec.Msg] = rec.Time
 			}

@@ -66,10 +66,14 @@ func (c ThroughputConfig) withDefaults() ThroughputConfig {
 	return c
 }
 
-// Throughput is Messages delivered in Elapsed (the sum over rounds).
+// Throughput is Messages delivered in Elapsed (the sum over rounds), using
+// CPU of the whole process (the servers and brokers in it included; zero
+// where unknown). CPU time is less disturbed than wall time by other load on
+// a shared machine.
 type Throughput struct {
 	Messages int
 	Elapsed  time.Duration
+	CPU      time.Duration
 }
 
 // Rate is messages per second.
@@ -80,7 +84,19 @@ func (t Throughput) Rate() float64 {
 	return float64(t.Messages) / t.Elapsed.Seconds()
 }
 
-func (t *Throughput) add(n int, d time.Duration) { t.Messages += n; t.Elapsed += d }
+// CPUPerMsg is the process's CPU time per message.
+func (t Throughput) CPUPerMsg() time.Duration {
+	if t.Messages == 0 {
+		return 0
+	}
+	return t.CPU / time.Duration(t.Messages)
+}
+
+func (t *Throughput) add(o Throughput) {
+	t.Messages += o.Messages
+	t.Elapsed += o.Elapsed
+	t.CPU += o.CPU
+}
 
 // ThroughputResult is one end-to-end throughput measurement.
 type ThroughputResult struct {
@@ -96,6 +112,8 @@ type ThroughputResult struct {
 	Unbounded Throughput
 	// FrameBytes is the average SSE event size of the notifications.
 	FrameBytes float64
+	// Rounds holds each round's share of Bridge, Bare and Unbounded.
+	Rounds []ThroughputResult
 }
 
 // Ratio is Bridge's rate over Bare's.
@@ -127,35 +145,46 @@ func JetStream(ctx context.Context, cfg ThroughputConfig) (ThroughputResult, err
 	if err := createStreams(ctx, url, map[string]string{bridgeStream: "aviso.>", bareStream: "bare.>"}); err != nil {
 		return res, err
 	}
-	src, notes, err := replaySource(ctx, cfg.N, cfg.Rounds, cfg.FrameSize)
+	sizes := chunks(cfg.N, cfg.Rounds)
+	pad, err := replayPad(ctx, sizes[0], cfg.FrameSize)
 	if err != nil {
 		return res, err
 	}
-	defer src.Close()
-	res.FrameBytes = frameBytes(notes)
-
-	for r, round := range notes {
+	res.Rounds = make([]ThroughputResult, len(sizes))
+	var frames frameStats
+	for r, size := range sizes {
 		et := roundEventType(r)
+		src, round, err := roundSource(ctx, et, size, pad)
+		if err != nil {
+			return res, err
+		}
+		frames.add(round)
+		this := &res.Rounds[r]
 		bare := func() error {
-			rate, err := natstest.BareRate(ctx, url, "bare."+et, round, cfg.Window)
+			t, err := bareJetStream(ctx, url, "bare."+et, round, cfg.Window)
 			if err != nil {
 				return fmt.Errorf("bare PublishAsync, round %d: %w", r, err)
 			}
-			res.Bare.add(len(round), time.Duration(float64(len(round))/rate*float64(time.Second)))
+			this.Bare = t
 			return nil
 		}
 		viaBridge := func() error {
-			d, err := runReplay(ctx, src.URL, et, len(round), cfg.Window, dir, cfg.Logger, jetStreamOpener(url, cfg.Window, cfg.Logger))
+			t, err := runReplay(ctx, src.URL, et, len(round), cfg.Window, dir, cfg.Logger, jetStreamOpener(url, cfg.Window, cfg.Logger))
 			if err != nil {
 				return fmt.Errorf("bridge into JetStream, round %d: %w", r, err)
 			}
-			res.Bridge.add(len(round), d)
+			this.Bridge = t
 			return nil
 		}
-		if err := alternate(r, bare, viaBridge); err != nil {
+		err = alternate(r, bare, viaBridge)
+		src.Close()
+		if err != nil {
 			return res, err
 		}
+		res.Bridge.add(this.Bridge)
+		res.Bare.add(this.Bare)
 	}
+	res.FrameBytes = frames.mean()
 	for _, s := range []string{bridgeStream, bareStream} {
 		if got, err := streamMsgs(ctx, url, s); err != nil {
 			return res, err
@@ -164,6 +193,28 @@ func JetStream(ctx context.Context, cfg ThroughputConfig) (ThroughputResult, err
 		}
 	}
 	return res, nil
+}
+
+// bareJetStream is natstest.BareRate with the CPU time measured too: the
+// binary-mode messages of ns (the sink's headers) published on subject with
+// PublishMsgAsync, window pending at most, on a connection of its own,
+// timed from the first publish to the last ack.
+func bareJetStream(ctx context.Context, url, subject string, ns []*bridge.Notification, window int) (Throughput, error) {
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		return Throughput{}, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window))
+	if err != nil {
+		return Throughput{}, err
+	}
+	msgs := natstest.BareMessages(ns, subject)
+	cpu, start := processCPU(), time.Now()
+	if err := natstest.BarePublishAsync(ctx, js, msgs); err != nil {
+		return Throughput{}, err
+	}
+	return Throughput{Messages: len(msgs), Elapsed: time.Since(start), CPU: processCPU() - cpu}, nil
 }
 
 // alternate runs the functions in a rotating order (round r starts with
@@ -177,58 +228,63 @@ func alternate(r int, fs ...func() error) error {
 	return nil
 }
 
-// replaySource starts an avisotest server holding N notifications of
-// frameSize bytes split over rounds event types (see roundEventType), and
-// returns it with the notifications as the supervisor would forward them.
-func replaySource(ctx context.Context, n, rounds, frameSize int) (*avisotest.Server, [][]*bridge.Notification, error) {
-	opts := []avisotest.Option{avisotest.WithClock(fixedClock), avisotest.WithReplayBatch(1000, 0)}
-	sizes := chunks(n, rounds)
-	pad, err := payloadPad(ctx, roundEventType(0), aviso.EventReplay, digits(sizes[0]), frameSize, opts...)
-	if err != nil {
-		return nil, nil, err
-	}
-	src, err := avisotest.New(opts...)
+// replayPad is the payload note that makes a replayed notification of a
+// round of size notifications frameSize bytes on the wire.
+func replayPad(ctx context.Context, size, frameSize int) (string, error) {
+	return payloadPad(ctx, roundEventType(0), aviso.EventReplay, digits(size), frameSize, replayOptions()...)
+}
+
+func replayOptions() []avisotest.Option {
+	return []avisotest.Option{avisotest.WithClock(fixedClock), avisotest.WithReplayBatch(1000, 0)}
+}
+
+// roundSource starts an avisotest server holding n notifications of
+// eventType (payload note pad), and returns it with the notifications as
+// the supervisor forwards them. A server per round keeps the process's
+// heap, which the garbage collector marks in every cycle, to one round.
+func roundSource(ctx context.Context, eventType string, n int, pad string) (*avisotest.Server, []*bridge.Notification, error) {
+	src, err := avisotest.New(replayOptions()...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("aviso test server: %w", err)
 	}
+	publishN(src, eventType, n, pad)
 	c, idle := newAvisoClient(src.URL)
 	defer idle()
-	notes := make([][]*bridge.Notification, rounds)
-	for r, size := range sizes {
-		publishN(src, roundEventType(r), size, pad)
-		if notes[r], err = readNotifications(ctx, c, roundEventType(r), size); err != nil {
-			src.Close()
-			return nil, nil, err
-		}
+	notes, err := readNotifications(ctx, c, eventType, n)
+	if err != nil {
+		src.Close()
+		return nil, nil, err
 	}
 	return src, notes, nil
 }
 
-// frameBytes is the average size of the replay SSE event of notes.
-func frameBytes(notes [][]*bridge.Notification) float64 {
-	var total, count int
-	for _, round := range notes {
-		for _, n := range round {
-			total += len("event: replay\ndata: \n\n") + len(n.CloudEvent)
-			count++
-		}
+// frameStats averages the replay SSE event size of notifications.
+type frameStats struct{ bytes, count int }
+
+func (f *frameStats) add(ns []*bridge.Notification) {
+	for _, n := range ns {
+		f.bytes += len("event: replay\ndata: \n\n") + len(n.CloudEvent)
+		f.count++
 	}
-	if count == 0 {
+}
+
+func (f *frameStats) mean() float64 {
+	if f.count == 0 {
 		return 0
 	}
-	return float64(total) / float64(count)
+	return float64(f.bytes) / float64(f.count)
 }
 
 // runReplay builds a bridge replaying eventType from sequence 1 into the
 // sink of open (setup, not timed) and runs it to the end.
-func runReplay(ctx context.Context, avisoURL, eventType string, n, window int, dir string, log *slog.Logger, open sinkOpener) (time.Duration, error) {
+func runReplay(ctx context.Context, avisoURL, eventType string, n, window int, dir string, log *slog.Logger, open sinkOpener) (Throughput, error) {
 	from := uint64(1)
 	b, err := newInproc(ctx, inprocConfig{
 		avisoURL: avisoURL, eventType: eventType, mode: aviso.Replay, fromID: &from,
 		window: window, dir: dir, openSink: open, logger: log, expect: n,
 	})
 	if err != nil {
-		return 0, err
+		return Throughput{}, err
 	}
 	defer b.close()
 	return b.replay(ctx)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -46,42 +45,54 @@ func Kafka(ctx context.Context, cfg ThroughputConfig) (ThroughputResult, error) 
 	}
 	defer cluster.Close()
 	addr := cluster.ListenAddrs()[0]
-	src, notes, err := replaySource(ctx, cfg.N, cfg.Rounds, cfg.FrameSize)
+	sizes := chunks(cfg.N, cfg.Rounds)
+	pad, err := replayPad(ctx, sizes[0], cfg.FrameSize)
 	if err != nil {
 		return res, err
 	}
-	defer src.Close()
-	res.FrameBytes = frameBytes(notes)
-
-	for r, round := range notes {
+	res.Rounds = make([]ThroughputResult, len(sizes))
+	var frames frameStats
+	for r, size := range sizes {
 		et := roundEventType(r)
+		this := &res.Rounds[r]
 		kc, err := kafkaConfig(addr, et, cfg.Window)
 		if err != nil {
 			return res, err
 		}
+		src, round, err := roundSource(ctx, et, size, pad)
+		if err != nil {
+			return res, err
+		}
+		frames.add(round)
 		bare := func(prefix string, window int, into *Throughput) func() error {
 			return func() error {
-				d, err := writeBare(ctx, kc, prefix+et, round, window)
+				t, err := writeBare(ctx, kc, prefix+et, round, window)
 				if err != nil {
 					return fmt.Errorf("bare kafka-go Writer to %s, round %d: %w", prefix+et, r, err)
 				}
-				into.add(len(round), d)
+				*into = t
 				return nil
 			}
 		}
 		viaBridge := func() error {
-			d, err := runReplay(ctx, src.URL, et, len(round), cfg.Window, dir, cfg.Logger, kafkaOpener(kc, cfg.Logger))
+			t, err := runReplay(ctx, src.URL, et, len(round), cfg.Window, dir, cfg.Logger, kafkaOpener(kc, cfg.Logger))
 			if err != nil {
 				return fmt.Errorf("bridge into Kafka, round %d: %w", r, err)
 			}
-			res.Bridge.add(len(round), d)
+			this.Bridge = t
 			return nil
 		}
-		if err := alternate(r, bare("bare.", cfg.Window, &res.Bare), viaBridge, bare("free.", 0, &res.Unbounded)); err != nil {
+		err = alternate(r, bare("bare.", cfg.Window, &this.Bare), viaBridge, bare("free.", 0, &this.Unbounded))
+		src.Close()
+		if err != nil {
 			return res, err
 		}
+		res.Bridge.add(this.Bridge)
+		res.Bare.add(this.Bare)
+		res.Unbounded.add(this.Unbounded)
 	}
-	return res, checkTopics(ctx, addr, topics, chunks(cfg.N, cfg.Rounds))
+	res.FrameBytes = frames.mean()
+	return res, checkTopics(ctx, addr, topics, sizes)
 }
 
 // kafkaConfig is kafkaConfig in cmd/aviso-bridge with SINK=kafka and every
@@ -123,14 +134,14 @@ func kafkaOpener(kc kafkasink.Config, log *slog.Logger) sinkOpener {
 // writeBare writes the records the sink would write for ns (binary mode,
 // key = event type) to topic with a bare async Writer configured like the
 // sink's, with at most window records awaiting completion (0: no bound).
-func writeBare(ctx context.Context, kc kafkasink.Config, topic string, ns []*bridge.Notification, window int) (time.Duration, error) {
+func writeBare(ctx context.Context, kc kafkasink.Config, topic string, ns []*bridge.Notification, window int) (Throughput, error) {
 	msgs := make([]kafkago.Message, len(ns))
 	for i, n := range ns {
 		msgs[i] = kafkasink.BuildMessage(n, topic, []byte(n.EventType), kafkasink.FormatBinary)
 	}
 	tr, err := kafkasink.NewTransport(kc)
 	if err != nil {
-		return 0, err
+		return Throughput{}, err
 	}
 	defer tr.CloseIdleConnections()
 	w := &kafkago.Writer{
@@ -148,7 +159,12 @@ func writeBare(ctx context.Context, kc kafkasink.Config, topic string, ns []*bri
 		AllowAutoTopicCreation: true,
 		Transport:              tr,
 	}
-	return kafkatest.WriteBare(ctx, w, msgs, window)
+	cpu := processCPU()
+	d, err := kafkatest.WriteBare(ctx, w, msgs, window)
+	if err != nil {
+		return Throughput{}, err
+	}
+	return Throughput{Messages: len(msgs), Elapsed: d, CPU: processCPU() - cpu}, nil
 }
 
 // checkTopics checks that the three topics of each round hold that round's

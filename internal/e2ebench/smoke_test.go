@@ -48,6 +48,15 @@ func TestSmoke(t *testing.T) {
 			}
 		})
 	}
+	t.Run("discard", func(t *testing.T) {
+		res, err := Discard(ctx, ThroughputConfig{N: 500, Rounds: 2, Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Messages != 500 {
+			t.Fatalf("%d messages, want 500", res.Messages)
+		}
+	})
 	t.Run("latency", func(t *testing.T) {
 		res, err := Latency(ctx, LatencyConfig{N: 200, Rate: 1000, Dir: t.TempDir()})
 		if err != nil {

@@ -148,14 +148,15 @@ func (b *inproc) close() {
 // replay runs a replay-only bridge (AVISO_MODE=replay) to its end, as
 // runBridge does: the supervisor returns nil at end_of_stream, the pipeline
 // input is closed and Run drains. It returns the time from the start of
-// the supervisor (which connects) to the last acknowledgement.
-func (b *inproc) replay(ctx context.Context) (time.Duration, error) {
+// the supervisor (which connects) to the last acknowledgement, and the
+// process's CPU time until the pipeline returned.
+func (b *inproc) replay(ctx context.Context) (Throughput, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pdone := make(chan error, 1)
 	go func() { pdone <- b.pipe.Run(runCtx) }()
 	sdone := make(chan error, 1)
-	start := time.Now()
+	cpu, start := processCPU(), time.Now()
 	go func() { sdone <- b.sup.Run(runCtx) }()
 	var serr, perr error
 	select {
@@ -170,13 +171,14 @@ func (b *inproc) replay(ctx context.Context) (time.Duration, error) {
 		cancel()
 		serr = <-sdone
 	}
+	cpu = processCPU() - cpu
 	if err := errors.Join(serr, perr); err != nil {
-		return 0, fmt.Errorf("bridge: %w", err)
+		return Throughput{}, fmt.Errorf("bridge: %w", err)
 	}
 	if err := b.checkDelivered(); err != nil {
-		return 0, err
+		return Throughput{}, err
 	}
-	return b.acks.lastAt().Sub(start), nil
+	return Throughput{Messages: b.expect, Elapsed: b.acks.lastAt().Sub(start), CPU: cpu}, nil
 }
 
 // live runs a watch (AVISO_MODE=watch): once ready returns, feed publishes;
