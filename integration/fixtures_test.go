@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,6 +74,7 @@ func publish(srv *avisotest.Server, n int) []uint64 {
 type publisher struct {
 	done chan struct{}
 	seqs []uint64
+	n    atomic.Int64 // published so far, readable while publishing
 }
 
 func publishAt(ctx context.Context, srv *avisotest.Server, n, rate int) *publisher {
@@ -86,6 +88,7 @@ func publishAt(ctx context.Context, srv *avisotest.Server, n, rate int) *publish
 		for i := 0; i < n; {
 			for j := 0; j < per && i < n; j, i = j+1, i+1 {
 				p.seqs = append(p.seqs, srv.Publish(eventType, identifier(i), map[string]any{"i": i}))
+				p.n.Add(1)
 			}
 			select {
 			case <-ctx.Done():

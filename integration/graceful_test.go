@@ -59,7 +59,7 @@ func TestGracefulStopRestart(t *testing.T) {
 				if len(got) == 0 || cp != got[len(got)-1] {
 					t.Fatalf("round %d: checkpoint %d, want the newest stored notification", round, cp)
 				}
-				t.Logf("round %d: stopped at checkpoint %d (%d stored, %d published)", round, cp, len(got), len(history)+len(pub.seqs))
+				t.Logf("round %d: stopped at checkpoint %d (%d stored, %d published)", round, cp, len(got), len(history)+int(pub.n.Load()))
 				lastCP = cp
 			}
 			requireComplete(t, sk.name, dst.read(), append(history, pub.seqs...), 0)
