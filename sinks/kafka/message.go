@@ -124,11 +124,10 @@ func (m *memoBytes) get(s string) []byte {
 }
 
 // ceHeaders appends the binary-mode CloudEvents headers of n (without
-// content-type) to h.
-func (c *attrCache) ceHeaders(h []kafkago.Header, n *bridge.Notification) []kafkago.Header {
-	buf := make([]byte, len(n.ID)+len(n.TimeRaw))
-	copy(buf, n.ID)
-	copy(buf[len(n.ID):], n.TimeRaw)
+// content-type) to h. The per-record values (id, time) are copied into buf,
+// reused when it has room; it returns the headers and the buffer.
+func (c *attrCache) ceHeaders(h []kafkago.Header, n *bridge.Notification, buf []byte) ([]kafkago.Header, []byte) {
+	buf = append(append(buf[:0], n.ID...), n.TimeRaw...)
 	h = append(h,
 		kafkago.Header{Key: HeaderSpecVersion, Value: specVersion1},
 		kafkago.Header{Key: HeaderID, Value: buf[:len(n.ID):len(n.ID)]},
@@ -141,22 +140,25 @@ func (c *attrCache) ceHeaders(h []kafkago.Header, n *bridge.Notification) []kafk
 	if n.DataSchema != "" {
 		h = append(h, kafkago.Header{Key: HeaderDataSchema, Value: c.schema.get(n.DataSchema)})
 	}
-	return h
+	return h, buf
 }
 
 // message returns the record for n: binary mode (ce_ headers, body = data)
 // or structured mode (body = the whole CloudEvent). The headers are
-// appended to hdr (len 0, room for maxHeaders avoids an allocation).
-func (c *attrCache) message(n *bridge.Notification, topic string, key []byte, structured bool, hdr []kafkago.Header) kafkago.Message {
+// appended to hdr (len 0, room for maxHeaders avoids an allocation) and the
+// per-record header values copied into buf (reused when it has room); it
+// returns the buffer it used.
+func (c *attrCache) message(n *bridge.Notification, topic string, key []byte, structured bool, hdr []kafkago.Header, buf []byte) (kafkago.Message, []byte) {
 	m := kafkago.Message{Topic: topic, Key: key, Time: recordTime(n)}
 	if structured {
 		m.Value = n.CloudEvent
 		m.Headers = append(hdr, kafkago.Header{Key: HeaderContentType, Value: contentStructure})
-		return m
+		return m, buf
 	}
 	m.Value = n.Data
-	m.Headers = append(c.ceHeaders(hdr, n), kafkago.Header{Key: HeaderContentType, Value: contentJSON})
-	return m
+	h, buf := c.ceHeaders(hdr, n, buf)
+	m.Headers = append(h, kafkago.Header{Key: HeaderContentType, Value: contentJSON})
+	return m, buf
 }
 
 // BuildMessage returns the record the sink writes for n to topic with key:
@@ -165,5 +167,6 @@ func (c *attrCache) message(n *bridge.Notification, topic string, key []byte, st
 // same records.
 func BuildMessage(n *bridge.Notification, topic string, key []byte, format string) kafkago.Message {
 	var c attrCache
-	return c.message(n, topic, key, format == FormatStructured, make([]kafkago.Header, 0, maxHeaders))
+	m, _ := c.message(n, topic, key, format == FormatStructured, make([]kafkago.Header, 0, maxHeaders), nil)
+	return m
 }

@@ -100,12 +100,14 @@ type Sink struct {
 	pubMu sync.Mutex // serialises Publish: FIFO order is Writer order
 	attrs attrCache  // guarded by pubMu
 
-	sendMu sync.Mutex // orders the sends on acks (see releaseAndUnlock)
+	sendMu  sync.Mutex   // orders the sends on acks (see releaseAndUnlock)
+	sendBuf []bridge.Ack // guarded by sendMu
 
 	mu        sync.Mutex
 	drained   *sync.Cond // the FIFO became empty
 	queue     []*pending
 	head      int
+	free      []*pending // recycled entries
 	closed    bool
 	failed    bool   // a retryable failure was released while held back
 	failedSeq uint64 // its sequence: re-publishing it (or earlier) resumes
@@ -135,8 +137,34 @@ type pending struct {
 	partition int // set by the balancer inside WriteMessages
 	done      bool
 	err       error
-	// hdr is the record's header storage (one allocation per publish).
+	// hdr and buf hold the record's headers; entries are recycled once
+	// their ack is released (kafka-go is done with the record by then).
 	hdr [maxHeaders]kafkago.Header
+	buf []byte
+}
+
+// newPendingLocked returns a recycled or new FIFO entry.
+func (s *Sink) newPendingLocked(seq uint64, id, topic string) *pending {
+	var e *pending
+	if n := len(s.free); n > 0 {
+		e = s.free[n-1]
+		s.free[n-1] = nil
+		s.free = s.free[:n-1]
+	} else {
+		e = new(pending)
+	}
+	e.seq, e.id, e.topic, e.partition = seq, id, topic, -1
+	return e
+}
+
+// recycleLocked keeps e for reuse.
+func (s *Sink) recycleLocked(e *pending) {
+	if len(s.free) >= s.cfg.MaxInFlight {
+		return
+	}
+	buf := e.buf[:0]
+	*e = pending{buf: buf}
+	s.free = append(s.free, e)
 }
 
 // NewSink validates cfg, connects, runs the start-up duplicate scan and
@@ -307,7 +335,7 @@ func (s *Sink) Publish(ctx context.Context, n *bridge.Notification) error {
 	}
 	var e *pending
 	if !known && !solo {
-		e = &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1}
+		e = s.newPendingLocked(n.Sequence, n.ID, topic)
 		s.queue = append(s.queue, e)
 	}
 	s.mu.Unlock()
@@ -323,13 +351,14 @@ func (s *Sink) Publish(ctx context.Context, n *bridge.Notification) error {
 			return s.publishSolo(ctx, n, topic, key)
 		}
 		// Known id, but this record would go to another partition: write it.
-		e = &pending{seq: n.Sequence, id: n.ID, topic: topic, partition: -1}
 		s.mu.Lock()
+		e = s.newPendingLocked(n.Sequence, n.ID, topic)
 		s.queue = append(s.queue, e)
 		s.mu.Unlock()
 	}
 
-	msg := s.attrs.message(n, topic, key, s.structured, e.hdr[:0])
+	msg, buf := s.attrs.message(n, topic, key, s.structured, e.hdr[:0], e.buf)
+	e.buf = buf
 	msg.WriterData = e
 	if err := s.w.WriteMessages(ctx, msg); err != nil {
 		// Not batched (validation or metadata failed): no Completion will
@@ -370,7 +399,8 @@ func (s *Sink) publishSolo(ctx context.Context, n *bridge.Notification, topic st
 	}
 	delete(s.soloIDs, n.ID)
 	s.mu.Unlock()
-	err := s.syncW.WriteMessages(ctx, s.attrs.message(n, topic, key, s.structured, nil))
+	msg, _ := s.attrs.message(n, topic, key, s.structured, nil, nil)
+	err := s.syncW.WriteMessages(ctx, msg)
 	var ackErr error
 	if err != nil {
 		ackErr = s.publishError(ctx, err, topic, -1, 1)
@@ -457,23 +487,24 @@ func (s *Sink) acker() {
 // MaxInFlight and the pipeline never has more outstanding, so the sends do
 // not block.
 func (s *Sink) releaseAndUnlock() {
-	due := s.releaseLocked()
-	if len(due) == 0 {
+	if s.head == len(s.queue) || !s.queue[s.head].done {
 		s.mu.Unlock()
 		return
 	}
 	s.sendMu.Lock()
+	due := s.releaseLocked(s.sendBuf[:0])
 	s.mu.Unlock()
 	for _, a := range due {
 		s.acks <- a
 	}
+	clear(due)
+	s.sendBuf = due[:0]
 	s.sendMu.Unlock()
 }
 
-// releaseLocked takes the done entries at the head of the FIFO and returns
-// their acks, in order.
-func (s *Sink) releaseLocked() []bridge.Ack {
-	var due []bridge.Ack
+// releaseLocked takes the done entries at the head of the FIFO, appends
+// their acks to due in order, and recycles the entries.
+func (s *Sink) releaseLocked(due []bridge.Ack) []bridge.Ack {
 	for s.head < len(s.queue) {
 		e := s.queue[s.head]
 		if !e.done {
@@ -493,10 +524,8 @@ func (s *Sink) releaseLocked() []bridge.Ack {
 			}
 			s.afterFail[e.id] = location{topic: e.topic, partition: e.partition}
 		}
-		if due == nil {
-			due = make([]bridge.Ack, 0, len(s.queue)-s.head+1)
-		}
 		due = append(due, bridge.Ack{Sequence: e.seq, ID: e.id, Err: e.err})
+		s.recycleLocked(e)
 	}
 	if s.head == len(s.queue) {
 		clear(s.queue)
@@ -611,7 +640,7 @@ func (s *Sink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
 		m.Key = s.key.renderBytes(n)
 		m.Time = recordTime(n)
 		var attrs attrCache // DeadLetter may run beside Publish
-		h = attrs.ceHeaders(h, n)
+		h, _ = attrs.ceHeaders(h, n, nil)
 		h = append(h, kafkago.Header{Key: HeaderContentType, Value: contentStructure})
 	}
 	h = append(h,
