@@ -200,6 +200,7 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 		}
 		rows = append(rows,
 			row{what + ", rate from its bridge.started to bridge.stopped log lines", count(r.Throughput.Rate()), "", "", "msgs/s"},
+			row{what + ", CPU of the bridge process (whole life) per message", us(r.Throughput.CPUPerMsg()), "", "", "µs CPU/msg"},
 			row{what + ", peak RSS (VmHWM)", rss, "", "", "MiB"})
 	}
 	return rows, nil

@@ -107,6 +107,7 @@ func BenchmarkBinary(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(res.Throughput.Rate(), "bridge_msgs/s")
+	b.ReportMetric(float64(res.Throughput.CPUPerMsg())/1e3, "bridge_cpu_us/msg")
 	b.ReportMetric(float64(res.PeakRSS)/(1<<20), "peak_RSS_MiB")
 	b.ReportMetric(0, "ns/op")
 }

@@ -40,7 +40,8 @@ type BinaryConfig struct {
 type BinaryResult struct {
 	// Throughput is N notifications in the time between the bridge's own
 	// bridge.started and bridge.stopped log lines (connect, replay, drain,
-	// final commit; not process start-up).
+	// final commit; not process start-up), with the CPU time (user +
+	// system) of the bridge process over its whole life.
 	Throughput Throughput
 	// Wall is the process's whole life, start-up and exit included.
 	Wall time.Duration
@@ -179,7 +180,8 @@ func Binary(ctx context.Context, cfg BinaryConfig) (BinaryResult, error) {
 	if !ok1 || !ok2 {
 		return res, fmt.Errorf("aviso-bridge logged no bridge.started/bridge.stopped; last log lines:\n%s", tail.String())
 	}
-	res.Throughput = Throughput{Messages: cfg.N, Elapsed: stopped.Sub(started)}
+	res.Throughput = Throughput{Messages: cfg.N, Elapsed: stopped.Sub(started),
+		CPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 	if got, err := streamMsgs(ctx, url, bridgeStream); err != nil {
 		return res, err
 	} else if got != uint64(cfg.N) {

@@ -126,7 +126,8 @@ func (r ThroughputResult) Ratio() float64 {
 
 // JetStream measures the bridge into JetStream (embedded nats-server, file
 // storage, Nats-Msg-Id) next to a bare jetstream PublishMsgAsync loop of
-// the same messages with the same window (natstest.BareRate), in
+// the same messages with the same window (natstest.BareMessages and
+// BarePublishAsync, as natstest.BareRate), in
 // alternating rounds. Both streams are checked to hold N messages.
 func JetStream(ctx context.Context, cfg ThroughputConfig) (ThroughputResult, error) {
 	cfg = cfg.withDefaults()
