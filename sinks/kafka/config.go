@@ -47,6 +47,8 @@ const (
 	// MinDedupeScan is the fewest records per partition the start-up scan
 	// reads back (it reads at least 2 x MaxInFlight).
 	MinDedupeScan = 1024
+	// DefaultDedupeScanMax bounds the start-up scan per partition.
+	DefaultDedupeScanMax = 100000
 )
 
 // SINK_FORMAT values.
@@ -112,10 +114,21 @@ type Config struct {
 	// EventType is AVISO_EVENT_TYPE: renders the topic for the start-up
 	// scan and the dead-letter topic of malformed frames.
 	EventType string
-	// DedupeScan is KAFKA_DEDUPE_SCAN (addition): records read back per
-	// partition at start-up; 0 means max(2 x MaxInFlight, 1024); -1 disables
-	// the scan.
+	// DedupeScan is KAFKA_DEDUPE_SCAN (addition): the fewest records read
+	// back per partition at start-up; 0 means max(2 x MaxInFlight, 1024)
+	// (also the floor); -1 disables the scan.
 	DedupeScan int
+	// DedupeScanMax is KAFKA_DEDUPE_SCAN_MAX (addition; default 100000):
+	// the most records read back per partition while looking for
+	// ResumeAfter.
+	DedupeScanMax int
+	// ResumeAfter is the sequence this run resumes after: the loaded
+	// checkpoint (or AVISO_FROM_ID-1); 0 when unknown. The start-up scan
+	// reads back until it has passed a record of this event type at or
+	// below it, so that everything the run re-publishes and the topic
+	// already holds is acknowledged without being written again. Not an
+	// environment variable: main fills it after loading the checkpoint.
+	ResumeAfter uint64
 	// MaxAttempts is KAFKA_MAX_ATTEMPTS (addition; default 3): produce
 	// attempts inside kafka-go before a failure is reported to the bridge,
 	// which then re-publishes in order.
@@ -175,6 +188,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.DedupeScanMax == 0 {
+		c.DedupeScanMax = DefaultDedupeScanMax
 	}
 	if c.CheckpointReplicationFactor == 0 {
 		c.CheckpointReplicationFactor = -1
@@ -256,6 +272,9 @@ func (c Config) Validate() error {
 	}
 	if c.DedupeScan < -1 {
 		add("KAFKA_DEDUPE_SCAN: want -1 (off), 0 (default) or a record count, got %d", c.DedupeScan)
+	}
+	if c.DedupeScanMax < 0 {
+		add("KAFKA_DEDUPE_SCAN_MAX: must not be negative, got %d", c.DedupeScanMax)
 	}
 	if c.CheckpointReplicationFactor < -1 {
 		add("KAFKA_CHECKPOINT_REPLICATION_FACTOR: want -1 (broker default) or a positive count, got %d", c.CheckpointReplicationFactor)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,9 +16,16 @@ import (
 )
 
 // scanDepth is how many of the newest records per partition the start-up
-// scan reads: KAFKA_DEDUPE_SCAN, never fewer than max(2 x MaxInFlight, 1024).
+// scan reads at least: KAFKA_DEDUPE_SCAN, never fewer than
+// max(2 x MaxInFlight, 1024).
 func (c Config) scanDepth() int {
 	return max(c.DedupeScan, 2*c.MaxInFlight, MinDedupeScan)
+}
+
+// scanLimit is the most records per partition the scan reads while looking
+// for the resume position: KAFKA_DEDUPE_SCAN_MAX, at least scanDepth.
+func (c Config) scanLimit() int {
+	return max(c.DedupeScanMax, c.scanDepth())
 }
 
 // scan reads back the newest records of the partitions this bridge writes
@@ -60,25 +68,70 @@ func (s *Sink) scan(ctx context.Context) error {
 	if s.cfg.EventType != "" {
 		prefix = s.cfg.EventType + "@"
 	}
-	depth := s.cfg.scanDepth()
+	depth, limit := s.cfg.scanDepth(), s.cfg.scanLimit()
 	start := time.Now()
-	read := 0
+	read, reachedAll := 0, true
 	for _, p := range parts {
-		n, err := readNewest(ctx, s.client, topic, p, depth, func(r *kafkago.Record) error {
-			id := recordID(r)
-			if id != "" && strings.HasPrefix(id, prefix) {
-				s.scanned[id] = location{topic: topic, partition: p}
-			}
-			return nil
-		})
+		n, reached, err := s.scanPartition(ctx, topic, p, prefix, depth, limit)
 		read += n
+		reachedAll = reachedAll && reached
 		if err != nil {
 			return fmt.Errorf("kafka start-up scan of topic %q partition %d: %w", topic, p, err)
 		}
 	}
-	s.log.Info("kafka.dedupe.scanned", "topic", topic, "partitions", len(parts), "depth", depth,
-		"records", read, "ids", len(s.scanned), "duration", time.Since(start).String())
+	s.log.Info("kafka.dedupe.scanned", "topic", topic, "partitions", len(parts), "records", read,
+		"ids", len(s.scanned), "resume_after", s.cfg.ResumeAfter, "reached_resume_position", reachedAll,
+		"depth", depth, "limit", limit, "duration", time.Since(start).String())
+	if !reachedAll && s.cfg.ResumeAfter > 0 {
+		s.log.Warn("kafka.dedupe.incomplete", "topic", topic, "limit", limit, "resume_after", s.cfg.ResumeAfter,
+			"hint", "records older than the scanned ones that the bridge re-publishes are written again (duplicates); raise KAFKA_DEDUPE_SCAN_MAX")
+	}
 	return nil
+}
+
+// scanPartition reads a partition backwards from its end, in growing
+// chunks, remembering the ce_id of every record of this event type. It
+// stops once it has read depth records and seen one of ours at or below
+// ResumeAfter (everything older stays below the resume position and is not
+// re-published), at the partition's start, or after limit records. reached
+// reports whether it stopped for the first or second reason.
+func (s *Sink) scanPartition(ctx context.Context, topic string, partition int, prefix string, depth, limit int) (read int, reached bool, err error) {
+	first, last, err := offsets(ctx, s.client, topic, partition)
+	if err != nil {
+		return 0, false, err
+	}
+	resume := s.cfg.ResumeAfter
+	passed := false
+	hi, chunk := last, int64(depth)
+	for hi > first {
+		if read >= limit {
+			return read, false, nil
+		}
+		lo := max(first, hi-chunk, hi-int64(limit-read))
+		_, _, err := readRange(ctx, s.client, topic, partition, lo, hi, func(r *kafkago.Record) error {
+			id := recordID(r)
+			if id == "" || !strings.HasPrefix(id, prefix) {
+				return nil
+			}
+			s.scanned[id] = location{topic: topic, partition: partition}
+			if resume > 0 && prefix != "" {
+				if seq, err := strconv.ParseUint(id[len(prefix):], 10, 64); err == nil && seq <= resume {
+					passed = true
+				}
+			}
+			return nil
+		})
+		read += int(hi - lo) // offsets covered, whether or not compaction left records there
+		if err != nil {
+			return read, false, err
+		}
+		hi = lo
+		if passed && read >= depth {
+			return read, true, nil
+		}
+		chunk *= 2
+	}
+	return read, true, nil
 }
 
 // recordID returns the CloudEvent id of a record: the ce_id header (binary
@@ -128,21 +181,6 @@ func offsets(ctx context.Context, c *kafkago.Client, topic string, partition int
 		return 0, 0, err
 	}
 	return f.FirstOffset, l.LastOffset, nil
-}
-
-// readNewest calls fn for each of the newest depth records of a partition
-// (all of them when depth <= 0), oldest first, and returns how many it read.
-func readNewest(ctx context.Context, c *kafkago.Client, topic string, partition, depth int, fn func(*kafkago.Record) error) (int, error) {
-	first, last, err := offsets(ctx, c, topic, partition)
-	if err != nil {
-		return 0, err
-	}
-	from := first
-	if depth > 0 {
-		from = max(first, last-int64(depth))
-	}
-	_, read, err := readRange(ctx, c, topic, partition, from, last, fn)
-	return read, err
 }
 
 // readRange calls fn for each record of a partition at offsets [from, to),

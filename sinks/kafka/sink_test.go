@@ -275,6 +275,42 @@ func TestRerunWritesNoDuplicates(t *testing.T) {
 	}
 }
 
+// TestRerunScansBackToTheCheckpoint: a crash long after the last commit
+// re-publishes more than the default scan depth; the scan reads back until
+// it passes the resume position (or KAFKA_DEDUPE_SCAN_MAX records).
+func TestRerunScansBackToTheCheckpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		resumeAfter uint64
+		scanMax     int
+		skipped     int64
+	}{
+		{"to the checkpoint", 500, 0, 2500},
+		{"no checkpoint: up to the limit", 0, 0, 2500},
+		{"limit", 0, 1500, 1500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1))
+			cfg := kafka.Config{Topic: "deep", MaxInFlight: 100, DedupeScanMax: tc.scanMax}
+			first := newSink(t, cl, cfg)
+			drive(t, first, kafkatest.Notifications("mars", 1, 3000, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{MaxInFlight: 100})
+			if err := first.Close(testContext(t, 10*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			cfg.ResumeAfter = tc.resumeAfter
+			second := newSink(t, cl, cfg)
+			drive(t, second, kafkatest.Notifications("mars", 501, 3000, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{MaxInFlight: 100})
+			if got := second.DuplicatesSkipped(); got != tc.skipped {
+				t.Errorf("DuplicatesSkipped = %d, want %d", got, tc.skipped)
+			}
+			dups := checkOrdered(t, readTopic(t, cl, "deep"), seqs(1, 3500))
+			if want := 2500 - int(tc.skipped); dups != want {
+				t.Errorf("%d duplicates, want %d", dups, want)
+			}
+		})
+	}
+}
+
 // TestScanSkippedForPerNotificationTopic: a topic per sequence cannot be
 // scanned; the sink starts anyway and writes.
 func TestScanSkippedForPerNotificationTopic(t *testing.T) {
