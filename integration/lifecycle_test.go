@@ -157,37 +157,44 @@ func TestReplayModeFinishes(t *testing.T) {
 	}
 }
 
-// TestSigtermDrainsAndCommits: SIGTERM in the middle of a long replay (the
+// TestSigtermDrainsAndCommits: SIGTERM (and SIGINT) in the middle of a long replay (the
 // in-flight window full) stops reading, waits for the in-flight
 // acknowledgements, commits and exits 0; the checkpoint file then holds
 // exactly the last notification the sink stored, and nothing before it is
 // missing.
 func TestSigtermDrainsAndCommits(t *testing.T) {
-	aviso := avisotest.NewServer(t)
-	ns := natstest.NewServer(t)
-	js := ns.JetStream(t)
-	dir := t.TempDir()
-	// A long checkpoint interval: only the drain's final commit can make
-	// the file current.
-	e := jetStreamEnv(avisoEnv(aviso, dir), ns).With("CHECKPOINT_INTERVAL", "1h")
-	seqs := publish(aviso, 30000)
-	b := startBridge(t, "bridge", dir, e)
-	if !eventually(startupWait, func() bool { return jetStreamCount(t, js) >= 2000 }) {
-		t.Fatalf("JetStream holds %d messages, want 2000", jetStreamCount(t, js))
+	for name, sig := range map[string]syscall.Signal{"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT} {
+		t.Run(name, func(t *testing.T) {
+			aviso := avisotest.NewServer(t)
+			ns := natstest.NewServer(t)
+			js := ns.JetStream(t)
+			dir := t.TempDir()
+			// A long checkpoint interval: only the drain's final commit can
+			// make the file current.
+			e := jetStreamEnv(avisoEnv(aviso, dir), ns).With("CHECKPOINT_INTERVAL", "1h")
+			seqs := publish(aviso, 30000)
+			b := startBridge(t, "bridge", dir, e)
+			if !eventually(startupWait, func() bool { return jetStreamCount(t, js) >= 2000 }) {
+				t.Fatalf("JetStream holds %d messages, want 2000", jetStreamCount(t, js))
+			}
+			b.Signal(sig)
+			if code := b.Wait(startupWait); code != 0 {
+				t.Fatalf("exit code %d after %s, want 0", code, name)
+			}
+			got := readJetStream(t, ns)
+			if len(got) == 0 {
+				t.Fatal("JetStream is empty")
+			}
+			cp, ok := checkpointSeq(t, filepath.Join(dir, "checkpoint.json"))
+			if !ok || cp != got[len(got)-1] {
+				t.Fatalf("checkpoint %d (found %v), want the last stored sequence %d", cp, ok, got[len(got)-1])
+			}
+			if len(got) == len(seqs) {
+				t.Errorf("all %d notifications stored before %v took effect: the stop was not mid-stream", len(seqs), name)
+			}
+			requireComplete(t, "JetStream after "+name, got, seqRange(1, cp), 0)
+			drain := b.WaitEvent(time.Second, "bridge.drain.started")
+			t.Logf("drain: in_flight=%v; stored %d of %d published", drain["in_flight"], len(got), len(seqs))
+		})
 	}
-	b.Signal(syscall.SIGTERM)
-	if code := b.Wait(startupWait); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM, want 0", code)
-	}
-	got := readJetStream(t, ns)
-	cp, ok := checkpointSeq(t, filepath.Join(dir, "checkpoint.json"))
-	if !ok || len(got) == 0 || cp != got[len(got)-1] {
-		t.Fatalf("checkpoint %d (found %v), want the last stored sequence %d", cp, ok, got[len(got)-1])
-	}
-	if len(got) == len(seqs) {
-		t.Errorf("all %d notifications stored before SIGTERM took effect: the stop was not mid-stream", len(seqs))
-	}
-	requireComplete(t, "JetStream after SIGTERM", got, seqRange(1, cp), 0)
-	drain := b.WaitEvent(time.Second, "bridge.drain.started")
-	t.Logf("drain: in_flight=%v; stored %d of %d published", drain["in_flight"], len(got), len(seqs))
 }
