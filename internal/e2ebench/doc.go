@@ -8,7 +8,7 @@
 // JetStream, or kfake) -> checkpoint store, wired with the same constructors
 // and settings as cmd/aviso-bridge's runBridge at its defaults.
 //
-// Each runner (Decode, JetStream, Kafka, Latency, Binary) starts its own
+// Each runner (Decode, JetStream, Kafka, Discard, Latency, Binary) starts its own
 // servers, runs one measurement, checks that every notification arrived,
 // stops everything and returns a result struct. They are used by the
 // benchmarks of this package (go test -bench, with b.ReportMetric) and by
