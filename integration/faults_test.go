@@ -61,7 +61,8 @@ func (s *stdoutIDs) hasAll(want []uint64) bool {
 // replays history and then follows live notifications.
 type avisoFault struct {
 	name string
-	opts []avisotest.Option
+	// opts configure avisotest; dir is the test's temp dir.
+	opts func(dir string) []avisotest.Option
 	env  env
 	// setup queues faults before the bridge starts; dir is the test's
 	// temp dir (for token files).
@@ -95,7 +96,9 @@ var avisoFaults = []avisoFault{
 	},
 	{
 		name: "stall past the idle timeout, in replay and in live",
-		opts: []avisotest.Option{avisotest.WithHeartbeat(100 * time.Millisecond)},
+		opts: func(string) []avisotest.Option {
+			return []avisotest.Option{avisotest.WithHeartbeat(100 * time.Millisecond)}
+		},
 		setup: func(t *testing.T, srv *avisotest.Server, _ string, e env) env {
 			srv.Fault(avisotest.Stall{After: 700}, avisotest.Stall{After: 1200})
 			return e.With("AVISO_HEARTBEAT_INTERVAL", "100ms", "AVISO_IDLE_TIMEOUT", "750ms")
@@ -104,7 +107,9 @@ var avisoFaults = []avisoFault{
 	},
 	{
 		name: "stall before the response headers and before the opening frame",
-		opts: []avisotest.Option{avisotest.WithHeartbeat(100 * time.Millisecond)},
+		opts: func(string) []avisotest.Option {
+			return []avisotest.Option{avisotest.WithHeartbeat(100 * time.Millisecond)}
+		},
 		setup: func(t *testing.T, srv *avisotest.Server, _ string, e env) env {
 			srv.Fault(avisotest.Stall{BeforeHeaders: true}, avisotest.Stall{BeforeOpening: true})
 			return e.With("AVISO_HEARTBEAT_INTERVAL", "100ms", "AVISO_IDLE_TIMEOUT", "750ms")
@@ -142,6 +147,9 @@ var avisoFaults = []avisoFault{
 	},
 	{
 		name: "401 after token rotation, new token file arrives late",
+		opts: func(dir string) []avisotest.Option {
+			return []avisotest.Option{avisotest.WithTokenFile(filepath.Join(dir, "server-token"))}
+		},
 		setup: func(t *testing.T, srv *avisotest.Server, dir string, e env) env {
 			writeFile(t, filepath.Join(dir, "server-token"), "token-one")
 			writeFile(t, filepath.Join(dir, "client-token"), "token-one\n")
@@ -162,7 +170,7 @@ var avisoFaults = []avisoFault{
 	},
 	{
 		name: "replay limit: paging through 250 at a time",
-		opts: []avisotest.Option{avisotest.WithReplayLimit(250)},
+		opts: func(string) []avisotest.Option { return []avisotest.Option{avisotest.WithReplayLimit(250)} },
 		setup: func(t *testing.T, srv *avisotest.Server, _ string, e env) env {
 			return e
 		},
@@ -225,9 +233,9 @@ func TestAvisoFaults(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			opts := f.opts
-			if f.name == "401 after token rotation, new token file arrives late" {
-				opts = append(opts, avisotest.WithTokenFile(filepath.Join(dir, "server-token")))
+			var opts []avisotest.Option
+			if f.opts != nil {
+				opts = f.opts(dir)
 			}
 			srv := avisotest.NewServer(t, opts...)
 			e := avisoEnv(srv, dir).With("CHECKPOINT_INTERVAL", "100ms")
