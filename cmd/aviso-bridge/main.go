@@ -36,6 +36,11 @@ const (
 )
 
 func main() {
+	// Unless the operator set GOGC, trade a few MiB of heap for about 15%
+	// less CPU per notification (measured with cmd/aviso-bench).
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(200)
+	}
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr, envconfig.OsLookuper()))
 }
 
