@@ -66,13 +66,17 @@ func (o Options) withDefaults() Options {
 // when the pipeline re-publishes them.
 //
 // Duplicates: kafka-go has no idempotent producer. At start-up, when the
-// topic template renders one topic for this bridge, the sink reads back the
-// newest records of the target partitions (DedupeScan) and acknowledges
-// without writing any notification whose ce_id is already in the partition
-// it would be written to. What remains possible: a produce whose response
-// was lost (broker stored it, connection dropped) is retried and stored
-// twice, both copies carrying the same ce_id; and a re-run from further back
-// than the scan window writes again what lies before the window.
+// topic template renders one topic for this bridge, the sink reads the
+// target partitions back from their end (at least DedupeScan records, then
+// on until it passes a record of this event type at or below ResumeAfter,
+// at most DedupeScanMax) and acknowledges without writing any notification
+// whose ce_id is already in the partition it would be written to. Only
+// records physically in the topic are skipped, so nothing can be lost, even
+// when other bridges write the same topic. What remains possible: a produce
+// whose response was lost (broker stored it, connection dropped) is retried
+// and stored twice, both copies carrying the same ce_id; a re-run from
+// further back than the scan reached writes again what lies before it; and
+// with a topic per notification there is no scan at all.
 type Sink struct {
 	cfg        Config
 	log        *slog.Logger
