@@ -98,6 +98,7 @@ type KafkaConfig struct {
 	BatchBytes      ByteSize      `env:"BATCH_BYTES, default=1MiB"`
 	MaxAttempts     int           `env:"MAX_ATTEMPTS, default=3"`
 	DedupeScan      int           `env:"DEDUPE_SCAN, default=0"`
+	DedupeScanMax   int           `env:"DEDUPE_SCAN_MAX, default=100000"`
 	ClientID        string        `env:"CLIENT_ID, default=aviso-bridge"`
 }
 

@@ -74,7 +74,15 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 		m.CheckpointSequence.Set(float64(cp.Sequence))
 	}
 
-	sink, err := openSink(ctx, cfg, log, m, out)
+	// The sequence this run resumes after: the Kafka sink's start-up scan
+	// reads back at least that far to skip what the topic already holds.
+	var resumeAfter uint64
+	if found {
+		resumeAfter = cp.Sequence
+	} else if v, err := strconv.ParseUint(strings.TrimSpace(cfg.Aviso.FromID), 10, 64); err == nil && v > 0 {
+		resumeAfter = v - 1
+	}
+	sink, err := openSink(ctx, cfg, log, m, out, resumeAfter)
 	if err != nil {
 		return err
 	}
@@ -277,7 +285,7 @@ func openStore(ctx context.Context, cfg *Config, key string, log *slog.Logger) (
 }
 
 // openSink builds the configured sink.
-func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metrics, out io.Writer) (bridge.Sink, error) {
+func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metrics, out io.Writer, resumeAfter uint64) (bridge.Sink, error) {
 	switch cfg.Sink {
 	case "stdout":
 		return stdout.New(stdout.Options{Out: out, MaxInFlight: cfg.Bridge.MaxInFlight}), nil
@@ -308,6 +316,7 @@ func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metr
 		if err != nil {
 			return nil, err
 		}
+		kc.ResumeAfter = resumeAfter
 		return retryStart(ctx, log, "Kafka sink", func() (bridge.Sink, error) {
 			return kafkasink.NewSink(ctx, kc, kafkasink.Options{Logger: log, Metrics: m})
 		})
@@ -357,6 +366,7 @@ func kafkaConfig(cfg *Config) (kafkasink.Config, error) {
 		BatchBytes:      int64(cfg.Kafka.BatchBytes),
 		MaxAttempts:     cfg.Kafka.MaxAttempts,
 		DedupeScan:      cfg.Kafka.DedupeScan,
+		DedupeScanMax:   cfg.Kafka.DedupeScanMax,
 		ClientID:        cfg.Kafka.ClientID,
 	}
 	if err := kc.Validate(); err != nil {
