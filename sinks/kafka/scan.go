@@ -34,22 +34,22 @@ func (c Config) scanLimit() int {
 func (s *Sink) scan(ctx context.Context) error {
 	switch {
 	case s.cfg.DedupeScan < 0:
-		s.log.Info("kafka.dedupe.disabled", "reason", "KAFKA_DEDUPE_SCAN=-1")
+		s.log.Info("sink.kafka.dedupe.disabled", "reason", "KAFKA_DEDUPE_SCAN=-1")
 		return nil
 	case s.topic.perNotice:
-		s.log.Warn("kafka.dedupe.disabled", "reason",
+		s.log.Warn("sink.kafka.dedupe.disabled", "reason",
 			"KAFKA_TOPIC renders a topic per notification ({sequence}, {id} or {identifier.*}); duplicates after a crash are possible",
 			"topic_template", s.cfg.Topic)
 		return nil
 	case s.cfg.EventType == "" && strings.Contains(s.cfg.Topic, "{event_type}"):
-		s.log.Warn("kafka.dedupe.disabled", "reason", "no event type configured to render KAFKA_TOPIC", "topic_template", s.cfg.Topic)
+		s.log.Warn("sink.kafka.dedupe.disabled", "reason", "no event type configured to render KAFKA_TOPIC", "topic_template", s.cfg.Topic)
 		return nil
 	}
 	probe := &bridge.Notification{EventType: s.cfg.EventType}
 	topic := s.topic.render(probe)
 	nparts, err := s.partitions(ctx, topic)
 	if errors.Is(err, kafkago.UnknownTopicOrPartition) {
-		s.log.Info("kafka.dedupe.scanned", "topic", topic, "reason", "topic does not exist yet", "records", 0)
+		s.log.Info("sink.kafka.dedupe.scanned", "topic", topic, "reason", "topic does not exist yet", "records", 0)
 		return nil
 	}
 	if err != nil {
@@ -79,11 +79,11 @@ func (s *Sink) scan(ctx context.Context) error {
 			return fmt.Errorf("kafka start-up scan of topic %q partition %d: %w", topic, p, err)
 		}
 	}
-	s.log.Info("kafka.dedupe.scanned", "topic", topic, "partitions", len(parts), "records", read,
+	s.log.Info("sink.kafka.dedupe.scanned", "topic", topic, "partitions", len(parts), "records", read,
 		"ids", len(s.scanned), "resume_after", s.cfg.ResumeAfter, "reached_resume_position", reachedAll,
 		"depth", depth, "limit", limit, "duration", time.Since(start).String())
 	if !reachedAll && s.cfg.ResumeAfter > 0 {
-		s.log.Warn("kafka.dedupe.incomplete", "topic", topic, "limit", limit, "resume_after", s.cfg.ResumeAfter,
+		s.log.Warn("sink.kafka.dedupe.incomplete", "topic", topic, "limit", limit, "resume_after", s.cfg.ResumeAfter,
 			"hint", "records older than the scanned ones that the bridge re-publishes are written again (duplicates); raise KAFKA_DEDUPE_SCAN_MAX")
 	}
 	return nil

@@ -241,7 +241,7 @@ func NewSink(ctx context.Context, cfg Config, opts Options) (*Sink, error) {
 		return nil, startError(err)
 	}
 	go s.acker()
-	s.log.Info("kafka.sink.started", "brokers", cfg.Brokers, "topic_template", cfg.Topic,
+	s.log.Info("sink.kafka.started", "brokers", cfg.Brokers, "topic_template", cfg.Topic,
 		"key_template", cfg.Key, "format", cfg.Format, "acks", cfg.Acks,
 		"batch_size", cfg.BatchSize, "batch_timeout", cfg.BatchTimeout.String(),
 		"compression", cfg.Compression, "sasl", cfg.SASLMechanism != "", "tls", cfg.TLS || cfg.TLSCAFile != "")
@@ -322,7 +322,7 @@ func (s *Sink) Publish(ctx context.Context, n *bridge.Notification) error {
 		}
 		s.heldBack.Store(false)
 		s.failed = false
-		s.log.Info("kafka.publish.resumed", "sequence", n.Sequence, "id", n.ID, "topic", topic)
+		s.log.Info("sink.kafka.publish.resumed", "sequence", n.Sequence, "id", n.ID, "topic", topic)
 	}
 	var (
 		loc         location
@@ -384,7 +384,7 @@ func (s *Sink) skip(n *bridge.Notification, loc location) {
 	s.releaseAndUnlock()
 	s.dupSkipped.Add(1)
 	s.metrics.DuplicatesDropped.Inc()
-	s.log.Debug("kafka.publish.already_stored", "id", n.ID, "sequence", n.Sequence, "topic", loc.topic, "partition", loc.partition)
+	s.log.Debug("sink.kafka.publish.already_stored", "id", n.ID, "sequence", n.Sequence, "topic", loc.topic, "partition", loc.partition)
 }
 
 // publishSolo writes n alone, synchronously, once every earlier publish is
@@ -433,7 +433,7 @@ func (s *Sink) complete(msgs []kafkago.Message, err error) {
 		ackErr = s.publishError(context.Background(), err, topic, partition, len(msgs))
 		if !bridge.IsPermanent(ackErr) {
 			if !s.heldBack.Swap(true) {
-				s.log.Warn("kafka.publish.failed", "topic", topic, "partition", partition,
+				s.log.Warn("sink.kafka.publish.failed", "topic", topic, "partition", partition,
 					"records", len(msgs), "error", err.Error(), "retryable", true)
 			}
 			if classify(err) == tooLarge {
@@ -446,7 +446,7 @@ func (s *Sink) complete(msgs []kafkago.Message, err error) {
 				s.mu.Unlock()
 			}
 		} else {
-			s.log.Warn("kafka.publish.rejected", "topic", topic, "partition", partition,
+			s.log.Warn("sink.kafka.publish.rejected", "topic", topic, "partition", partition,
 				"records", len(msgs), "error", err.Error())
 		}
 	} else {
@@ -663,7 +663,7 @@ func (s *Sink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
 		size := len(m.Value)
 		m.Value = nil
 		m.Headers = append(m.Headers, kafkago.Header{Key: HeaderDLQBodyOmitted, Value: []byte(strconv.Itoa(size))})
-		s.log.Warn("kafka.deadletter.body_omitted", "topic", topic, "bytes", size, "error", err.Error())
+		s.log.Warn("sink.kafka.deadletter.body_omitted", "topic", topic, "bytes", size, "error", err.Error())
 		err = s.syncW.WriteMessages(ctx, m)
 	}
 	if err != nil {

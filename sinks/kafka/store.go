@@ -134,7 +134,7 @@ func (st *Store) open(ctx context.Context, replication int) error {
 	st.mu.Lock()
 	st.claimed, st.claimOffset = true, off
 	st.mu.Unlock()
-	st.log.Info("kafka.checkpoint.claimed", "topic", st.topic, "key", st.key, "owner", st.owner,
+	st.log.Info("checkpoint.kafka.claimed", "topic", st.topic, "key", st.key, "owner", st.owner,
 		"partition", st.partition, "offset", off, "checkpoint_found", found, "sequence", cp.Sequence)
 	return nil
 }
@@ -176,7 +176,7 @@ func (st *Store) ensureTopic(ctx context.Context, replication int) error {
 	if err := res.Errors[st.topic]; err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
 		return fmt.Errorf("KAFKA_CHECKPOINT_TOPIC %q: create: %w", st.topic, err)
 	}
-	st.log.Info("kafka.checkpoint.topic_created", "topic", st.topic, "cleanup_policy", "compact", "partitions", 1)
+	st.log.Info("checkpoint.kafka.topic_created", "topic", st.topic, "cleanup_policy", "compact", "partitions", 1)
 	return nil
 }
 
@@ -339,7 +339,7 @@ func (st *Store) checkOwner(ctx context.Context) error {
 			return nil
 		}
 		if sc.Sequence != nil {
-			st.log.Warn("kafka.checkpoint.foreign_commit", "topic", st.topic, "key", st.key,
+			st.log.Warn("checkpoint.kafka.foreign_commit", "topic", st.topic, "key", st.key,
 				"owner", sc.Owner, "sequence", *sc.Sequence, "offset", r.Offset)
 			st.mu.Lock()
 			if !st.have || *sc.Sequence > st.last {
@@ -357,7 +357,7 @@ func (st *Store) checkOwner(ctx context.Context) error {
 	st.readOffset = next
 	if held != nil && st.heldErr == nil {
 		st.heldErr = held
-		st.log.Error("kafka.checkpoint.key_held", "topic", st.topic, "key", st.key, "owner", st.owner, "error", held.Error())
+		st.log.Error("checkpoint.kafka.key_held", "topic", st.topic, "key", st.key, "owner", st.owner, "error", held.Error())
 	}
 	return st.heldErr
 }
