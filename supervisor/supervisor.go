@@ -170,6 +170,9 @@ func New(cfg Config) (*Supervisor, error) {
 	if st.FromID != nil && st.FromDate != "" {
 		return nil, &ConfigError{Setting: "AVISO_FROM_ID or AVISO_FROM_DATE", Err: errors.New("set at most one start position")}
 	}
+	for _, r := range reconnectReasons {
+		cfg.Metrics.Reconnects(r)
+	}
 	s := &Supervisor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics}
 	switch {
 	case st.HasCheckpoint:
@@ -310,7 +313,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			attempt = 0
 			authRetried = false
 		}
-		short := s.cfg.Clock.Now().Sub(begun) < s.cfg.ShortSession
+		// A short session that forwarded something is not a hot loop: a
+		// server rotating connections every few hundred notifications is
+		// followed at once, not slowed to 30 s pauses.
+		short := !out.progressed && s.cfg.Clock.Now().Sub(begun) < s.cfg.ShortSession
 		if short {
 			shortSessions++
 		} else {
@@ -411,6 +417,12 @@ const (
 	reasonEventTooLarge  = "event_too_large"
 	reasonCredentials    = "credentials_unavailable"
 )
+
+// reconnectReasons lists every reason, so that each series of
+// aviso_bridge_reconnects_total exists (at 0) from the start.
+var reconnectReasons = []string{reasonMaxDuration, reasonEndOfStream, reasonShutdown, reasonUnknownClose, reasonEOF,
+	reasonIdle, reasonTransport, reasonHTTP5xx, reasonThrottled, reasonUnauthorized, reasonServerError,
+	reasonReplayLimit, reasonProtocol, reasonOpeningTimeout, reasonNotEventStream, reasonEventTooLarge, reasonCredentials}
 
 // request builds the next request from the cursor.
 func (s *Supervisor) request() (aviso.Request, error) {

@@ -166,6 +166,21 @@ func TestServerCloses(t *testing.T) {
 		e.checkDelays([]time.Duration{window(0), window(1)})
 		e.checkReconnects(map[string]int64{"unknown_close_reason": 2})
 	})
+	t.Run("short sessions with progress reconnect at once", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		e.publish(30)
+		e.srv.Fault(avisotest.Repeat(5, avisotest.CloseWith{Reason: "max_duration_reached", After: 5})...)
+		cfg := e.config()
+		e.clock.frozen = true // every session lasts 0 s, but each forwards 5
+		cfg.Start.FromID = u64(1)
+		r := e.start(cfg, 8)
+		e.waitSeqs(30)
+		r.stop()
+		e.checkExactlyOnce(seqRange(1, 30))
+		e.checkCursors(ids(1, 6, 11, 16, 21, 26))
+		e.checkDelays(make([]time.Duration, 5))
+	})
 	t.Run("short sessions escalate to backoff", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
