@@ -181,6 +181,10 @@ func (s *CoreSink) flushBatch() {
 }
 
 // DeadLetter publishes dl to BRIDGE_DLQ_SUBJECT and flushes.
+//
+// A dead letter larger than the server's max_payload is published with its
+// headers only and HeaderDLQBodyOmitted (logged as
+// sink.nats.deadletter.body_omitted).
 func (s *CoreSink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
 	m := s.enc.deadLetter(dl)
 	if err := checkPublishSubject(m.Subject); err != nil {
@@ -189,8 +193,16 @@ func (s *CoreSink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
 	fail := func(err error, permanent bool) error {
 		return classified(fmt.Errorf("dead letter (%s) to subject %q (BRIDGE_DLQ_SUBJECT): %w", dl.Kind, m.Subject, err), permanent)
 	}
+	if tooLargeForConn(s.nc, m) {
+		omitDeadLetterBody(s.log, m, fmt.Sprintf("%d bytes exceed the server's max_payload (%d)", payloadSize(m), s.nc.MaxPayload()))
+	}
 	ep := reconnects(s.nc)
-	if err := s.nc.PublishMsg(m); err != nil {
+	err := s.nc.PublishMsg(m)
+	if err != nil && len(m.Data) > 0 && isTooLarge(err) {
+		omitDeadLetterBody(s.log, m, err.Error())
+		err = s.nc.PublishMsg(m)
+	}
+	if err != nil {
 		return fail(err, isPermanentPublishErr(err))
 	}
 	timeout := s.cfg.PublishTimeout

@@ -1,6 +1,9 @@
 package nats
 
 import (
+	"errors"
+	"log/slog"
+	"strconv"
 	"unicode/utf8"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -22,6 +25,10 @@ const (
 	HeaderDLQKind       = "Aviso-Bridge-Dlq-Kind"
 	HeaderDLQReason     = "Aviso-Bridge-Dlq-Reason"
 	HeaderDLQEvent      = "Aviso-Bridge-Dlq-Event"
+	// HeaderDLQBodyOmitted is set, to the body's size in bytes, on a dead
+	// letter sent without its body because the body was too large for the
+	// server (max_payload) or the stream (max message size).
+	HeaderDLQBodyOmitted = "Aviso-Bridge-Dlq-Body-Omitted"
 	ContentTypeJSON     = "application/json"
 	ContentTypeCloudEvt = "application/cloudevents+json"
 
@@ -121,4 +128,40 @@ func (e *encoder) deadLetter(dl bridge.DeadLetter) *natsgo.Msg {
 		set(HeaderDLQEvent, dl.Event)
 	}
 	return &natsgo.Msg{Subject: subj, Header: h, Data: dl.Raw}
+}
+
+// payloadSize is what the server counts against max_payload (and a stream
+// against its max message size): the encoded headers plus the body.
+func payloadSize(m *natsgo.Msg) int {
+	return m.Size() - len(m.Subject) - len(m.Reply)
+}
+
+// tooLargeForConn reports whether m exceeds the connection's max_payload
+// (nats.go would refuse it with ErrMaxPayload).
+func tooLargeForConn(nc *natsgo.Conn, m *natsgo.Msg) bool {
+	max := nc.MaxPayload()
+	return max > 0 && int64(payloadSize(m)) > max
+}
+
+// isTooLarge reports a publish refused for its size: over the server's
+// max_payload, or over the stream's max message size.
+func isTooLarge(err error) bool {
+	if errors.Is(err, natsgo.ErrMaxPayload) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
+}
+
+// omitDeadLetterBody drops the body of the dead letter m, keeping its
+// headers (ce-id names the notification, the Aviso-Bridge-Dlq-* headers the
+// reason) and recording the body's size in HeaderDLQBodyOmitted. A body too
+// large for the sink is usually too large for the dead-letter subject too;
+// without this the dead letter could never be published. cause says why.
+func omitDeadLetterBody(log *slog.Logger, m *natsgo.Msg, cause string) {
+	size := len(m.Data)
+	m.Data = nil
+	m.Header[HeaderDLQBodyOmitted] = []string{strconv.Itoa(size)}
+	log.Warn("sink.nats.deadletter.body_omitted", "subject", m.Subject, "id", m.Header.Get(HeaderID),
+		"kind", m.Header.Get(HeaderDLQKind), "bytes", size, "error", cause)
 }

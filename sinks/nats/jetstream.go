@@ -469,6 +469,10 @@ func (c *noStreamCache) check(js jetstream.JetStream, subj string, timeout time.
 
 // DeadLetter publishes dl to BRIDGE_DLQ_SUBJECT and waits for the stream's
 // acknowledgement (the dead-letter subject need not be in NATS_STREAM).
+//
+// A dead letter larger than the server's max_payload, or refused by the
+// stream for its size, is published with its headers only and
+// HeaderDLQBodyOmitted (logged as sink.nats.deadletter.body_omitted).
 func (s *JetStreamSink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
 	m := s.enc.deadLetter(dl)
 	if err := checkPublishSubject(m.Subject); err != nil {
@@ -476,7 +480,15 @@ func (s *JetStreamSink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) er
 	}
 	ctx, cancel := deadline(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+	if tooLargeForConn(s.nc, m) {
+		omitDeadLetterBody(s.log, m, fmt.Sprintf("%d bytes exceed the server's max_payload (%d)", payloadSize(m), s.nc.MaxPayload()))
+	}
+	_, err := s.js.PublishMsg(ctx, m)
+	if err != nil && len(m.Data) > 0 && isTooLarge(err) {
+		omitDeadLetterBody(s.log, m, err.Error())
+		_, err = s.js.PublishMsg(ctx, m)
+	}
+	if err != nil {
 		permanent := isPermanentPublishErr(err)
 		if !permanent && isNoResponders(err) {
 			if lookup := s.noStream.check(s.js, m.Subject, s.cfg.PublishTimeout); lookup != nil {
