@@ -14,23 +14,23 @@ import (
 
 // Header names of interface.md section 3 and of the dead-letter messages.
 const (
-	HeaderMsgID         = jetstream.MsgIDHeader // "Nats-Msg-Id"
-	HeaderSpecVersion   = "ce-specversion"
-	HeaderID            = "ce-id"
-	HeaderSource        = "ce-source"
-	HeaderType          = "ce-type"
-	HeaderTime          = "ce-time"
-	HeaderDataSchema    = "ce-dataschema"
-	HeaderContentType   = "Content-Type"
-	HeaderDLQKind       = "Aviso-Bridge-Dlq-Kind"
-	HeaderDLQReason     = "Aviso-Bridge-Dlq-Reason"
-	HeaderDLQEvent      = "Aviso-Bridge-Dlq-Event"
+	HeaderMsgID       = jetstream.MsgIDHeader // "Nats-Msg-Id"
+	HeaderSpecVersion = "ce-specversion"
+	HeaderID          = "ce-id"
+	HeaderSource      = "ce-source"
+	HeaderType        = "ce-type"
+	HeaderTime        = "ce-time"
+	HeaderDataSchema  = "ce-dataschema"
+	HeaderContentType = "Content-Type"
+	HeaderDLQKind     = "Aviso-Bridge-Dlq-Kind"
+	HeaderDLQReason   = "Aviso-Bridge-Dlq-Reason"
+	HeaderDLQEvent    = "Aviso-Bridge-Dlq-Event"
 	// HeaderDLQBodyOmitted is set, to the body's size in bytes, on a dead
 	// letter sent without its body because the body was too large for the
 	// server (max_payload) or the stream (max message size).
 	HeaderDLQBodyOmitted = "Aviso-Bridge-Dlq-Body-Omitted"
-	ContentTypeJSON     = "application/json"
-	ContentTypeCloudEvt = "application/cloudevents+json"
+	ContentTypeJSON      = "application/json"
+	ContentTypeCloudEvt  = "application/cloudevents+json"
 
 	// maxReasonLen bounds the reason header of a dead letter.
 	maxReasonLen = 1024
