@@ -127,6 +127,11 @@ func Connect(ctx context.Context, c ConnConfig, o ConnectOptions) (*natsgo.Conn,
 		natsgo.ReconnectWait(c.ReconnectWait),
 		natsgo.ReconnectBufSize(-1),
 		natsgo.DisconnectErrHandler(func(nc *natsgo.Conn, err error) {
+			if err == nil && nc.IsClosed() {
+				// Our own Close (nats.go reports it as a disconnect too);
+				// the closed event follows.
+				return
+			}
 			log.Warn(ev+".disconnected", "url", nc.ConnectedUrlRedacted(), "error", errText(err))
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
