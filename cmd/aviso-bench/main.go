@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +31,12 @@ import (
 )
 
 func main() {
+	// Measure with the production binary's GC setting (cmd/aviso-bridge
+	// runs with GOGC 200 unless the operator sets GOGC); the bare clients
+	// in the same process get it too.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(200)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
