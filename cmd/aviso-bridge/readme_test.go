@@ -47,3 +47,30 @@ func TestReadmeConfigurationTableInSync(t *testing.T) {
 		t.Errorf("README lists %s, which the bridge does not read", name)
 	}
 }
+
+// Every test the README cites as proof exists where the README says.
+func TestReadmeCitedTestsExist(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := regexp.MustCompile("\\[((?:`Test[A-Za-z0-9_]+`(?:, )?)+)\\]\\(([^)]+)\\)")
+	name := regexp.MustCompile("`(Test[A-Za-z0-9_]+)`")
+	cited := 0
+	for _, m := range link.FindAllStringSubmatch(string(raw), -1) {
+		src, err := os.ReadFile("../../" + m[2])
+		if err != nil {
+			t.Errorf("README cites %s: %v", m[2], err)
+			continue
+		}
+		for _, n := range name.FindAllStringSubmatch(m[1], -1) {
+			cited++
+			if !strings.Contains(string(src), "func "+n[1]+"(") {
+				t.Errorf("README cites %s in %s, which has no such test", n[1], m[2])
+			}
+		}
+	}
+	if cited < 10 {
+		t.Errorf("README cites only %d tests", cited)
+	}
+}
