@@ -228,7 +228,9 @@ func TestStreamsControl(t *testing.T) {
 	s.Fault(avisotest.Stall{})
 	stalled := openStream(t, s, "/api/v1/watch", `{"event_type":"mars","identifier":{}}`)
 	for range 2000 {
-		s.PublishRaw("mars", nil, []byte(`"`+strings.Repeat("x", 1000)+`"`))
+		// 20 MB: more than loopback socket buffers absorb, so the unread
+		// replay below stays blocked writing.
+		s.PublishRaw("mars", nil, []byte(`"`+strings.Repeat("x", 10000)+`"`))
 	}
 	openStream(t, s, "/api/v1/replay", replayAllBody) // never read: the server blocks writing
 	live := openStream(t, s, "/api/v1/watch", `{"event_type":"mars","identifier":{}}`)
