@@ -32,6 +32,24 @@
 //     captures the subject and reports "no stream" as permanent and
 //     anything else as retryable.
 //
+// Dead letters (BRIDGE_ON_REJECT=dlq) carry the rejected notification's
+// ce- headers, Aviso-Bridge-Dlq-Kind/Reason (and -Event for a malformed
+// frame) and, as body, the CloudEvent JSON. A dead letter that would exceed
+// the server's max_payload, or that the stream refuses for its size, is
+// published with its headers only plus Aviso-Bridge-Dlq-Body-Omitted: the
+// body's size in bytes (warning sink.nats.deadletter.body_omitted), so that
+// a notification rejected for its size can still be dead-lettered.
+//
+// Checkpoint key ownership (KVStore). The value names the bridge holding
+// the key; the holder rewrites it every LeaseRefresh (default 2s) and
+// releases it (empty owner, checkpoint kept) on Close. Opening a key that
+// another owner holds waits up to LeaseTTL (default 3 x LeaseRefresh) on
+// the local clock: if the key's revision changes meanwhile the holder is
+// alive and opening fails with bridge.ErrKeyHeld (exit 1, naming the
+// bucket, key and owner); if not, the holder was killed and the key is
+// taken over. No clock is compared across hosts: only the revision, a
+// counter the server assigns.
+//
 // The package name shadows nats.go; this package imports nats.go as natsgo.
 package nats
 
