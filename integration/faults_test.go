@@ -161,8 +161,14 @@ var avisoFaults = []avisoFault{
 			p.WaitEvent(startupWait, "aviso.replay.completed")
 			writeFile(t, filepath.Join(dir, "server-token"), "token-two")
 			srv.DropStreams()
-			p.WaitLog(startupWait, "a 401", func(r logRecord) bool {
-				return r.Msg() == "aviso.connection.retrying" && r.Str("reason") == "unauthorized" && r.Str("attempt") != "0"
+			// Wait for the second 401: the first is retried at once after
+			// re-reading the (still old) token file, the second backs off.
+			seen := 0
+			p.WaitLog(startupWait, "a second 401", func(r logRecord) bool {
+				if r.Msg() == "aviso.connection.retrying" && r.Str("reason") == "unauthorized" {
+					seen++
+				}
+				return seen >= 2
 			})
 			writeFile(t, filepath.Join(dir, "client-token"), "token-two\n")
 		},
