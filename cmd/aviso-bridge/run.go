@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -172,6 +173,12 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 				}
 				return nil
 			}},
+			{"checkpoint_store", func() error {
+				if hr, ok := store.(bridge.HealthReporter); ok {
+					return hr.Healthy()
+				}
+				return nil
+			}},
 			{"acknowledgements", func() error {
 				st := pipe.Status()
 				if st.Stopped {
@@ -257,9 +264,11 @@ func openStore(ctx context.Context, cfg *Config, key string, log *slog.Logger) (
 		}
 		return s, nil
 	case "nats-kv":
+		// One owner id for every attempt, so that a retried open whose
+		// claim was written but not answered takes the key at once.
+		kc := natssink.KVConfig{ConnConfig: natsConn(cfg), Bucket: cfg.NATS.KVBucket, Key: key, Owner: ownerID()}
 		s, err := retryStart(ctx, log, "nats-kv checkpoint store", func() (*natssink.KVStore, error) {
-			return natssink.OpenKVStore(ctx, natssink.KVConfig{ConnConfig: natsConn(cfg), Bucket: cfg.NATS.KVBucket, Key: key},
-				natssink.Options{Logger: log})
+			return natssink.OpenKVStore(ctx, kc, natssink.Options{Logger: log})
 		})
 		if err != nil {
 			return nil, err
@@ -473,6 +482,15 @@ func avisoClient(cfg *Config) (*aviso.Client, error) {
 		c.Credentials = aviso.BasicAuth(cfg.Aviso.Username, cfg.Aviso.Password)
 	}
 	return c, nil
+}
+
+// ownerID names this process in a checkpoint store: host, pid and a
+// random suffix (never a secret).
+func ownerID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }
 
 // redactURL drops user info from a URL for logging.
