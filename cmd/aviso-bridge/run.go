@@ -139,6 +139,9 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	if err != nil {
 		return err
 	}
+	if cfg.Aviso.InsecureSkipVerify {
+		log.Warn("aviso.tls.insecure", "hint", "AVISO_INSECURE_SKIP_VERIFY=true: the aviso-server certificate is not verified; use AVISO_CA_FILE instead")
+	}
 	mode := aviso.Watch
 	if cfg.Aviso.Mode == "replay" {
 		mode = aviso.Replay
