@@ -465,11 +465,7 @@ func avisoClient(cfg *Config) (*aviso.Client, error) {
 	tr.TLSClientConfig = tlsCfg
 	c := &aviso.Client{
 		BaseURL: cfg.Aviso.URL,
-		// A redirect would turn the POST into a GET (405 from aviso):
-		// surface 3xx as a configuration error naming AVISO_URL instead.
-		HTTPClient: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		}},
+		HTTPClient: &http.Client{Transport: tr, CheckRedirect: keepPOST},
 		UserAgent:    "aviso-bridge/" + versionString(),
 		MaxEventSize: int(cfg.Aviso.MaxEventSize),
 		IdleTimeout:  cfg.Aviso.IdleTimeout,
@@ -485,6 +481,16 @@ func avisoClient(cfg *Config) (*aviso.Client, error) {
 		c.Credentials = aviso.BasicAuth(cfg.Aviso.Username, cfg.Aviso.Password)
 	}
 	return c, nil
+}
+
+// keepPOST follows 307/308 redirects, which repeat the POST with its body,
+// and stops at 301/302/303, which would turn the watch into a GET (405 from
+// aviso): that response is then reported as an error naming AVISO_URL.
+func keepPOST(req *http.Request, via []*http.Request) error {
+	if req.Method != http.MethodPost || len(via) >= 5 {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // ownerID names this process in a checkpoint store: host, pid and a

@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aviso-bridge/aviso-bridge/aviso"
 	"github.com/aviso-bridge/aviso-bridge/avisotest"
 )
 
@@ -72,5 +75,38 @@ func TestRunBridgeToStdout(t *testing.T) {
 		if !strings.Contains(logs.String(), ev) {
 			t.Errorf("logs lack %s:\n%s", ev, logs.String())
 		}
+	}
+}
+
+// The watch follows 307/308 (POST and body kept) and stops at 301/302/303.
+func TestRedirectsKeepThePOST(t *testing.T) {
+	srv := avisotest.NewServer(t)
+	srv.Publish("mars", nil, "x")
+	for _, tc := range []struct {
+		code   int
+		follow bool
+	}{{307, true}, {308, true}, {301, false}, {302, false}, {303, false}} {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, srv.URL+r.URL.Path, tc.code)
+		})
+		front := httptest.NewServer(mux)
+		c, err := avisoClient(&Config{Aviso: AvisoConfig{URL: front.URL, MaxEventSize: 1 << 20, IdleTimeout: time.Minute}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := uint64(1)
+		st, err := c.Connect(context.Background(), aviso.Watch, aviso.Request{EventType: "mars", FromID: &from})
+		if tc.follow {
+			if err != nil {
+				t.Errorf("%d: %v", tc.code, err)
+			} else {
+				st.Close()
+			}
+		} else if err == nil {
+			st.Close()
+			t.Errorf("%d: followed a redirect that turns the POST into a GET", tc.code)
+		}
+		front.Close()
 	}
 }
