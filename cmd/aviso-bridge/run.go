@@ -464,8 +464,8 @@ func avisoClient(cfg *Config) (*aviso.Client, error) {
 	}
 	tr.TLSClientConfig = tlsCfg
 	c := &aviso.Client{
-		BaseURL: cfg.Aviso.URL,
-		HTTPClient: &http.Client{Transport: tr, CheckRedirect: keepPOST},
+		BaseURL:      cfg.Aviso.URL,
+		HTTPClient:   &http.Client{Transport: tr, CheckRedirect: keepPOST},
 		UserAgent:    "aviso-bridge/" + versionString(),
 		MaxEventSize: int(cfg.Aviso.MaxEventSize),
 		IdleTimeout:  cfg.Aviso.IdleTimeout,
