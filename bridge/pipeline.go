@@ -246,8 +246,9 @@ func NewPipeline(sink Sink, store Store, cfg PipelineConfig) (*Pipeline, error) 
 
 // inputBuffer is the capacity of the Submit channel. A small buffer lets
 // Run take notifications in batches; it is not part of the window (what is
-// buffered there is not yet handed to the sink, and is dropped on shutdown
-// like anything the supervisor has not submitted yet).
+// buffered there is not yet handed to the sink). A graceful drain still
+// publishes what it holds; a crash loses it like anything not yet
+// committed, to be read again from aviso after the restart.
 func inputBuffer(maxInFlight int) int { return min(maxInFlight, 32) }
 
 // Submit hands n to the pipeline. It copies *n (not the byte slices it
@@ -500,8 +501,10 @@ func (r *runner) run() error {
 		}
 	}()
 	for !r.finished() {
+		// While draining, what Submit had already queued is still taken
+		// (it was read from aviso before the stop), but nothing more.
 		var inC <-chan Notification
-		if r.inputOpen && !r.draining && r.tail-r.head < r.max {
+		if r.inputOpen && r.tail-r.head < r.max && (!r.draining || len(r.in) > 0) {
 			inC = r.in
 		}
 		var ctxDone <-chan struct{}
@@ -560,8 +563,10 @@ func (r *runner) finished() bool {
 	switch {
 	case r.fatal != nil, r.drainExpire:
 		return true
-	case r.draining || !r.inputOpen:
+	case !r.inputOpen:
 		return r.head == r.tail
+	case r.draining:
+		return r.head == r.tail && len(r.in) == 0
 	}
 	return false
 }

@@ -416,6 +416,27 @@ func TestPipelineGracefulDrain(t *testing.T) {
 	}
 }
 
+// Notifications Submit had already queued (read from aviso before the stop)
+// are still published and committed by the drain.
+func TestPipelineDrainDeliversQueuedInput(t *testing.T) {
+	f := newFixture(t, bridge.PipelineConfig{MaxInFlight: 2, ShutdownTimeout: time.Minute})
+	f.submit(t, 1, 2, 3, 4) // 1 and 2 in the window, 3 and 4 queued in front of it
+	f.sink.expect(t, 1, 2)
+	f.stop()
+	waitFor(t, "the pipeline to stop taking input", func() bool { return f.p.Status().Stopped })
+	f.sink.ack(1, nil)
+	f.sink.ack(2, nil)
+	f.sink.expect(t, 3, 4)
+	f.sink.ack(3, nil)
+	f.sink.ack(4, nil)
+	if err := f.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if f.committed() != 4 {
+		t.Fatalf("committed %d, want 4", f.committed())
+	}
+}
+
 func TestPipelineDrainTimeout(t *testing.T) {
 	f := newFixture(t, bridge.PipelineConfig{ShutdownTimeout: 20 * time.Millisecond})
 	f.submit(t, 1, 2, 3)
