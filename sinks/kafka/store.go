@@ -292,7 +292,7 @@ func (st *Store) open(ctx context.Context, replication int) error {
 	st.partition = p
 	st.opMu.Lock()
 	defer st.opMu.Unlock()
-	if err := st.catchUpBounded(ctx); err != nil {
+	if err := st.catchUp(ctx); err != nil {
 		return err
 	}
 	var (
@@ -330,7 +330,7 @@ func (st *Store) open(ctx context.Context, replication int) error {
 				st.topic, st.key, other, ctx.Err())
 		case <-t.C:
 		}
-		if err := st.catchUpBounded(ctx); err != nil {
+		if err := st.catchUp(ctx); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("kafka checkpoint topic %q key %s: waiting for owner %s to refresh or give up the key: %w",
 					st.topic, st.key, other, ctx.Err())
@@ -356,7 +356,7 @@ func (st *Store) claim(ctx context.Context, prev string, waited time.Duration) e
 		return st.fail(fmt.Errorf("kafka checkpoint topic %q key %s: claim: %w", st.topic, st.key, err))
 	}
 	st.lastWrite = time.Now()
-	if err := st.catchUpBounded(ctx); err != nil {
+	if err := st.catchUp(ctx); err != nil {
 		return err
 	}
 	if st.holder != st.owner {
@@ -464,37 +464,21 @@ func (st *Store) value(r *kafkago.Record) (v []byte, ok bool, err error) {
 	return v, err == nil, err
 }
 
-// catchUpBounded is catchUp within the store's timeout.
-func (st *Store) catchUpBounded(ctx context.Context) error {
-	ctx, cancel := st.bounded(ctx)
-	defer cancel()
-	return st.catchUp(ctx)
-}
-
-// catchUp reads what was written to the partition since the last look and
-// applies the key's records. Once the key is ours, a winning claim by
-// another owner sets the sticky ErrKeyHeld, which catchUp returns.
+// catchUp reads what was written to the partition since the last look,
+// within the store's timeout, and applies the key's records. Once the key
+// is ours, a winning claim by another owner sets the sticky ErrKeyHeld,
+// which catchUp returns. A failed read makes the store unhealthy unless
+// ctx itself ended (Close stopping the refresher, a caller giving up).
 // Called with opMu held.
 func (st *Store) catchUp(ctx context.Context) error {
-	first, last, err := offsets(ctx, st.client, st.topic, st.partition)
-	if err != nil {
-		return st.fail(fmt.Errorf("kafka checkpoint topic %q partition %d: %w", st.topic, st.partition, err))
+	rctx, cancel := st.bounded(ctx)
+	defer cancel()
+	err := st.readNew(rctx)
+	if err != nil && ctx.Err() == nil {
+		st.fail(err)
 	}
-	from := max(st.readOffset, first)
-	if from < last {
-		var next int64
-		next, _, err = readRange(ctx, st.client, st.topic, st.partition, from, last, func(r *kafkago.Record) error {
-			v, ok, err := st.value(r)
-			if err != nil || !ok {
-				return err
-			}
-			st.apply(r.Offset, v)
-			return nil
-		})
-		st.readOffset = next
-		if err != nil {
-			return st.fail(fmt.Errorf("kafka checkpoint topic %q partition %d: read: %w", st.topic, st.partition, err))
-		}
+	if err != nil {
+		return err
 	}
 	if st.lostTo != "" {
 		return st.setHeld(fmt.Errorf("kafka checkpoint topic %q: checkpoint key %s claimed by %s at offset %d (another bridge took it over; stop one of them or give each its own CHECKPOINT_KEY): %w",
@@ -503,6 +487,31 @@ func (st *Store) catchUp(ctx context.Context) error {
 	st.mu.Lock()
 	st.healthErr = nil
 	st.mu.Unlock()
+	return nil
+}
+
+// readNew reads the partition from readOffset to its end.
+func (st *Store) readNew(ctx context.Context) error {
+	first, last, err := offsets(ctx, st.client, st.topic, st.partition)
+	if err != nil {
+		return fmt.Errorf("kafka checkpoint topic %q partition %d: %w", st.topic, st.partition, err)
+	}
+	from := max(st.readOffset, first)
+	if from >= last {
+		return nil
+	}
+	next, _, err := readRange(ctx, st.client, st.topic, st.partition, from, last, func(r *kafkago.Record) error {
+		v, ok, err := st.value(r)
+		if err != nil || !ok {
+			return err
+		}
+		st.apply(r.Offset, v)
+		return nil
+	})
+	st.readOffset = next
+	if err != nil {
+		return fmt.Errorf("kafka checkpoint topic %q partition %d: read: %w", st.topic, st.partition, err)
+	}
 	return nil
 }
 
@@ -584,7 +593,7 @@ func (st *Store) lastOther(owner string) (string, int64) {
 func (st *Store) Load(ctx context.Context) (bridge.Checkpoint, bool, error) {
 	st.opMu.Lock()
 	defer st.opMu.Unlock()
-	if err := st.catchUpBounded(ctx); err != nil && !errors.Is(err, bridge.ErrKeyHeld) {
+	if err := st.catchUp(ctx); err != nil && !errors.Is(err, bridge.ErrKeyHeld) {
 		return bridge.Checkpoint{}, false, err
 	}
 	if st.newest.err != nil {
@@ -611,7 +620,7 @@ func (st *Store) Commit(ctx context.Context, cp bridge.Checkpoint) error {
 	case st.have && cp.Sequence <= st.cp.Sequence:
 		return nil
 	}
-	if err := st.catchUpBounded(ctx); err != nil {
+	if err := st.catchUp(ctx); err != nil {
 		return err
 	}
 	if st.have && cp.Sequence <= st.cp.Sequence { // another owner's commit may have passed it
@@ -644,9 +653,7 @@ func (st *Store) refreshLoop(ctx context.Context, done chan<- struct{}) {
 			return
 		case <-t.C:
 		}
-		// The refresh itself is not cancelled by Close: a refresh
-		// cancelled in flight could still land after the release.
-		err := st.refreshOnce(context.WithoutCancel(ctx))
+		err := st.refreshOnce(ctx)
 		switch {
 		case err == nil:
 			if failing {
@@ -680,13 +687,15 @@ func (st *Store) refreshOnce(ctx context.Context) error {
 	if closed || !st.claimed {
 		return nil
 	}
-	if err := st.catchUpBounded(ctx); err != nil {
+	if err := st.catchUp(ctx); err != nil {
 		return err
 	}
 	if time.Since(st.lastWrite) < st.refresh/2 {
 		return nil
 	}
-	if _, err := st.write(ctx, st.record(st.owner)); err != nil {
+	// Close does not cancel a refresh write in flight: it could still land
+	// after the release.
+	if _, err := st.write(context.WithoutCancel(ctx), st.record(st.owner)); err != nil {
 		return st.fail(fmt.Errorf("kafka checkpoint topic %q key %s: refresh: %w", st.topic, st.key, err))
 	}
 	st.lastWrite = time.Now()
@@ -779,16 +788,14 @@ func (st *Store) close() error {
 // release writes the release record unless a last look finds the key
 // taken over. Called with opMu held.
 func (st *Store) release() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*st.timeout)
-	defer cancel()
-	err := st.catchUp(ctx)
+	err := st.catchUp(context.Background())
 	if errors.Is(err, bridge.ErrKeyHeld) {
 		return nil
 	}
 	if err == nil {
 		rec := st.record("")
 		rec.ReleasedBy = st.owner
-		_, err = st.write(ctx, rec)
+		_, err = st.write(context.Background(), rec)
 	}
 	if err != nil {
 		st.log.Warn("checkpoint.kafka.release_failed", "topic", st.topic, "key", st.key, "error", err.Error(),
