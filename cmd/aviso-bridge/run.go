@@ -282,8 +282,9 @@ func openStore(ctx context.Context, cfg *Config, key string, log *slog.Logger) (
 		if err != nil {
 			return nil, err
 		}
+		sc := kafkasink.StoreConfig{Config: kc, CheckpointKey: key, Owner: ownerID()}
 		s, err := retryStart(ctx, log, "kafka checkpoint store", func() (*kafkasink.Store, error) {
-			return kafkasink.NewStore(ctx, kc, key, kafkasink.Options{Logger: log})
+			return kafkasink.OpenStore(ctx, sc, kafkasink.Options{Logger: log})
 		})
 		if err != nil {
 			return nil, err
