@@ -559,6 +559,17 @@ func (s *Supervisor) forward(ctx context.Context, an *aviso.Notification) (ok bo
 		s.m.SequenceGaps.Inc()
 		s.log.Debug("aviso.sequence.gap", "expected", s.lastForwarded+1, "observed", an.Sequence)
 	}
+	n := Convert(an, s.cfg.Clock.Now())
+	if err := s.cfg.Pipeline.Submit(ctx, &n); err != nil {
+		return false, err
+	}
+	s.setForwarded(an.Sequence)
+	return true, nil
+}
+
+// Convert turns a decoded aviso notification into the bridge's, received at
+// received. The byte slices alias an's (the frame's own copy of the event).
+func Convert(an *aviso.Notification, received time.Time) bridge.Notification {
 	n := bridge.Notification{
 		EventType:       an.EventType,
 		Sequence:        an.Sequence,
@@ -571,18 +582,14 @@ func (s *Supervisor) forward(ctx context.Context, an *aviso.Notification) (ok bo
 		Identifier:      an.Identifier,
 		Data:            an.Data,
 		CloudEvent:      an.CloudEvent,
-		Received:        s.cfg.Clock.Now(),
+		Received:        received,
 	}
 	if an.Time != "" {
 		if t, err := time.Parse(time.RFC3339Nano, an.Time); err == nil {
 			n.Time = t
 		}
 	}
-	if err := s.cfg.Pipeline.Submit(ctx, &n); err != nil {
-		return false, err
-	}
-	s.setForwarded(an.Sequence)
-	return true, nil
+	return n
 }
 
 type progress struct {

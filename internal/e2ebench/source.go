@@ -15,6 +15,7 @@ import (
 	"github.com/aviso-bridge/aviso-bridge/aviso"
 	"github.com/aviso-bridge/aviso-bridge/avisotest"
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/supervisor"
 )
 
 // Defaults of the runner configurations.
@@ -140,27 +141,10 @@ func readNotifications(ctx context.Context, c *aviso.Client, eventType string, w
 	return out, nil
 }
 
-// toBridge converts like supervisor.forward (the byte slices alias the
-// frame's own copy of the event data).
+// toBridge converts as the supervisor does.
 func toBridge(an *aviso.Notification) *bridge.Notification {
-	n := &bridge.Notification{
-		EventType:       an.EventType,
-		Sequence:        an.Sequence,
-		ID:              an.ID,
-		Source:          an.Source,
-		Type:            an.Type,
-		DataSchema:      an.DataSchema,
-		DataContentType: an.DataContentType,
-		TimeRaw:         an.Time,
-		Identifier:      an.Identifier,
-		Data:            an.Data,
-		CloudEvent:      an.CloudEvent,
-		Received:        time.Now(),
-	}
-	if t, err := time.Parse(time.RFC3339Nano, an.Time); err == nil {
-		n.Time = t
-	}
-	return n
+	n := supervisor.Convert(an, time.Now())
+	return &n
 }
 
 // roundEventType is the event type of round r: each round replays its own
