@@ -185,13 +185,26 @@ func (c *Client) Connect(ctx context.Context, mode Mode, req Request) (*Stream, 
 		if f.Kind == KindHeartbeat {
 			continue
 		}
-		if f.Kind == want {
+		// The expected opening confirms the stream. The other opening, or
+		// data without any opening, is tolerated and reported in Anomaly:
+		// refusing it would reconnect forever and deliver nothing.
+		switch f.Kind {
+		case want:
+		case KindConnectionEstablished, KindReplayStarted:
+			s.Anomaly = fmt.Sprintf("the server opened with %s where the request called for %s", f.Kind, want)
+		case KindNotification, KindReplayCompleted, KindReplayLimitReached:
+			s.Anomaly = fmt.Sprintf("no opening frame (%s expected) before the first %s frame", want, f.Kind)
+			s.pending = &f
+		}
+		if f.Kind == want || s.Anomaly != "" {
 			if !openTimer.Stop() { // fired meanwhile: the stream is cancelled
 				s.Close()
 				return fail(&ProtocolError{RequestID: rid, Err: ErrOpeningTimeout, Message: fmt.Sprintf(
 					"no %s opening frame from %s within the opening deadline (%s)", want, url, opening)})
 			}
-			s.Opening = f
+			if s.pending == nil {
+				s.Opening = f
+			}
 			return s, nil
 		}
 		s.Close()

@@ -27,18 +27,22 @@ func TestOpening(t *testing.T) {
 		chunks  []string
 		ctype   string
 		cursor  bool
-		want    aviso.FrameKind // expected opening; 0: a ProtocolError
+		want    aviso.FrameKind // expected opening; 0: a ProtocolError (unless anomaly)
 		wantMsg string          // substring of the ProtocolError
 		wantRID string
+		anomaly string // substring of Stream.Anomaly: the stream is accepted
 	}{
 		{name: "6.2.19 live-only happy path", chunks: []string{liveOpening, heartbeatFrame}, want: aviso.KindConnectionEstablished},
 		{name: "heartbeats and comments before the opening are skipped",
 			chunks: []string{heartbeatFrame, ": hi\n\n", "event: future\ndata: {}\n\n", replayOpening}, cursor: true, want: aviso.KindReplayStarted},
-		{name: "6.2.20 cursor answered with connection_established", chunks: []string{liveOpening}, cursor: true,
-			wantMsg: "unexpected connection_established frame before the required replay_started opening", wantRID: "hdr-rid"},
-		{name: "live-only answered with replay_started", chunks: []string{replayOpening},
-			wantMsg: "unexpected replay_started frame before the required connection_established"},
-		{name: "notification first", chunks: []string{notifFrame("mars@1")}, wantMsg: "unexpected notification frame"},
+		// Part A: the bridge tolerates (and reports) a wrong or missing
+		// opening rather than reconnecting forever without delivering.
+		{name: "6.2.20 cursor answered with connection_established", chunks: []string{liveOpening, notifFrame("mars@1")}, cursor: true,
+			want: aviso.KindConnectionEstablished, anomaly: "opened with connection_established where the request called for replay_started"},
+		{name: "live-only answered with replay_started", chunks: []string{replayOpening, notifFrame("mars@1")},
+			want: aviso.KindReplayStarted, anomaly: "opened with replay_started where the request called for connection_established"},
+		{name: "notification first", chunks: []string{notifFrame("mars@1")},
+			anomaly: "no opening frame (connection_established expected) before the first notification frame"},
 		{name: "non-JSON opening", chunks: []string{"event: live-notification\ndata: nope\n\n"}, wantMsg: "invalid frame where the connection_established opening was expected"},
 		{name: "6.2.22 text/html", ctype: "text/html", chunks: []string{"<html>"}, wantMsg: `Content-Type "text/html"`, wantRID: "hdr-rid"},
 		{name: "6.2.22 charset parameter accepted", ctype: "text/event-stream; charset=utf-8", chunks: []string{liveOpening}, want: aviso.KindConnectionEstablished},
@@ -55,12 +59,20 @@ func TestOpening(t *testing.T) {
 				req.FromID = ptr[uint64](1)
 			}
 			st, err := connect(t, &aviso.Client{BaseURL: url}, aviso.Watch, req)
-			if tt.want != 0 {
+			if tt.want != 0 || tt.anomaly != "" {
 				if err != nil {
 					t.Fatalf("Connect: %v", err)
 				}
 				if st.Opening.Kind != tt.want || st.RequestID != "hdr-rid" {
 					t.Errorf("opening %v, request id %q; want %v, hdr-rid", st.Opening.Kind, st.RequestID, tt.want)
+				}
+				if !strings.Contains(st.Anomaly, tt.anomaly) || (tt.anomaly == "") != (st.Anomaly == "") {
+					t.Errorf("Anomaly %q, want %q", st.Anomaly, tt.anomaly)
+				}
+				if tt.anomaly != "" { // the notification is delivered, not lost
+					if f, err := st.Next(); err != nil || f.Kind != aviso.KindNotification || f.Notification.Sequence != 1 {
+						t.Errorf("first frame after the opening: %v %v", f.Kind, err)
+					}
 				}
 				return
 			}

@@ -21,8 +21,18 @@ type Stream struct {
 	// RequestID is the X-Request-ID of the response.
 	RequestID string
 	// Opening is the confirmed opening frame (KindConnectionEstablished or
-	// KindReplayStarted).
+	// KindReplayStarted); its Kind is 0 when the server sent none (see
+	// Anomaly).
 	Opening Frame
+	// Anomaly is empty when the server opened the stream as the protocol
+	// says. Otherwise it describes the departure the client tolerated: the
+	// other opening frame than the one the request called for, or no
+	// opening frame before the first notification. Data still flows (losing
+	// nothing matters more than the letter of the protocol); the caller
+	// should log it.
+	Anomaly string
+
+	pending *Frame // a frame read while waiting for the opening, returned first
 
 	url        string
 	maxEvent   int
@@ -85,6 +95,10 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 func (s *Stream) Next() (Frame, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if f := s.pending; f != nil && s.err == nil {
+		s.pending = nil
+		return *f, nil
+	}
 	for s.err == nil {
 		ev, err, ok := s.next()
 		switch {

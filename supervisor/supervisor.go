@@ -471,6 +471,10 @@ func (s *Supervisor) session(ctx context.Context) (out outcome) {
 	rid := firstNonEmpty(st.Opening.RequestID, st.RequestID)
 	s.setConnected(rid)
 	s.log.Info("aviso.connection.opened", append([]any{"request_id", rid, "mode", s.cfg.Mode.String()}, cursorAttrs(req)...)...)
+	if st.Anomaly != "" {
+		s.log.Warn("aviso.connection.unexpected_opening", "request_id", rid, "anomaly", st.Anomaly,
+			"action", "accepted: notifications are forwarded and deduplicated as usual")
+	}
 	if st.Opening.Kind == aviso.KindConnectionEstablished && !s.haveForwarded && s.fromDate == "" && req.FromID == nil {
 		// Live-only start: pin it to the server's clock so a reconnect
 		// before the first notification asks for everything since then.

@@ -1,9 +1,13 @@
 package supervisor_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -1034,5 +1038,55 @@ func writeFile(t *testing.T, path, content string) {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A server that answers a cursor request without the replay_started opening
+// (here: a proxy in front of avisotest drops it) still has its notifications
+// forwarded, with a warning, instead of being reconnected to forever.
+func TestUnexpectedOpeningIsTolerated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.publish(5)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, e.srv.URL+r.URL.Path, r.Body)
+		req.Header = r.Header.Clone()
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		br := bufio.NewReader(resp.Body)
+		var block strings.Builder
+		for {
+			line, err := br.ReadString('\n')
+			block.WriteString(line)
+			if line == "\n" || err != nil {
+				if !strings.Contains(block.String(), `"type":"replay_started"`) {
+					_, _ = io.WriteString(w, block.String())
+					w.(http.Flusher).Flush()
+				}
+				block.Reset()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(front.Close)
+	cfg := e.config()
+	cfg.Client = &aviso.Client{BaseURL: front.URL}
+	cfg.Start.FromID = u64(1)
+	r := e.start(cfg, 8)
+	e.waitSeqs(5)
+	r.stop()
+	e.checkExactlyOnce(seqRange(1, 5))
+	if recs := e.logs.records("aviso.connection.unexpected_opening"); len(recs) == 0 {
+		t.Errorf("no aviso.connection.unexpected_opening warning")
 	}
 }
