@@ -91,9 +91,9 @@ func (s *CoreSink) Conn() *natsgo.Conn { return s.nc }
 // flush. The ordering rule is the JetStream sink's (see
 // JetStreamSink.Publish).
 func (s *CoreSink) Publish(ctx context.Context, n *bridge.Notification) error {
-	subj := s.enc.subject.Render(n)
-	if err := checkPublishSubject(subj); err != nil {
-		return bridge.Permanent(fmt.Errorf("publish %s: subject %q (NATS_SUBJECT %q): %w", n.ID, subj, s.enc.subject, err))
+	subj, err := s.enc.publishSubject(n)
+	if err != nil {
+		return err
 	}
 	m := s.enc.message(n, subj)
 

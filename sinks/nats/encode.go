@@ -2,6 +2,7 @@ package nats
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"unicode/utf8"
@@ -164,4 +165,14 @@ func omitDeadLetterBody(log *slog.Logger, m *natsgo.Msg, cause string) {
 	m.Header[HeaderDLQBodyOmitted] = []string{strconv.Itoa(size)}
 	log.Warn("sink.nats.deadletter.body_omitted", "subject", m.Subject, "id", m.Header.Get(HeaderID),
 		"kind", m.Header.Get(HeaderDLQKind), "bytes", size, "error", cause)
+}
+
+// publishSubject renders n's subject and checks it can be published to; a
+// bad subject is a permanent rejection naming NATS_SUBJECT.
+func (e *encoder) publishSubject(n *bridge.Notification) (string, error) {
+	subj := e.subject.Render(n)
+	if err := checkPublishSubject(subj); err != nil {
+		return "", bridge.Permanent(fmt.Errorf("publish %s: subject %q (NATS_SUBJECT %q): %w", n.ID, subj, e.subject, err))
+	}
+	return subj, nil
 }

@@ -249,9 +249,9 @@ func (s *JetStreamSink) Conn() *natsgo.Conn { return s.nc }
 // outstanding Ack has been taken from Acks: only then can the pipeline's
 // re-publish from the failed notification keep the stored order.
 func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) error {
-	subj := s.enc.subject.Render(n)
-	if err := checkPublishSubject(subj); err != nil {
-		return bridge.Permanent(fmt.Errorf("publish %s: subject %q (NATS_SUBJECT %q): %w", n.ID, subj, s.enc.subject, err))
+	subj, err := s.enc.publishSubject(n)
+	if err != nil {
+		return err
 	}
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
@@ -282,7 +282,7 @@ func (s *JetStreamSink) Publish(ctx context.Context, n *bridge.Notification) err
 	s.lastEpoch = ep
 	s.mu.Unlock()
 
-	_, err := s.js.PublishMsgAsync(m, s.pubOpts...)
+	_, err = s.js.PublishMsgAsync(m, s.pubOpts...)
 	if err == nil {
 		if ep2 := reconnects(s.nc); ep2 != ep && hadPending {
 			s.warnReconnectDuringSend(n.ID, ep, ep2)
