@@ -21,11 +21,7 @@ import (
 // CloseIdleConnections on it when every user is closed.
 func NewTransport(cfg Config) (*kafkago.Transport, error) {
 	cfg = cfg.withDefaults()
-	tlsCfg, err := cfg.tlsConfig()
-	if err != nil {
-		return nil, err
-	}
-	mech, err := cfg.saslMechanism()
+	tlsCfg, mech, err := cfg.security()
 	if err != nil {
 		return nil, err
 	}
@@ -42,11 +38,7 @@ func NewTransport(cfg Config) (*kafkago.Transport, error) {
 // kafka.Reader.
 func NewDialer(cfg Config) (*kafkago.Dialer, error) {
 	cfg = cfg.withDefaults()
-	tlsCfg, err := cfg.tlsConfig()
-	if err != nil {
-		return nil, err
-	}
-	mech, err := cfg.saslMechanism()
+	tlsCfg, mech, err := cfg.security()
 	if err != nil {
 		return nil, err
 	}
@@ -128,4 +120,18 @@ func (c Config) saslMechanism() (sasl.Mechanism, error) {
 		return m, nil
 	}
 	return nil, fmt.Errorf("KAFKA_SASL_MECHANISM: unknown mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", c.SASLMechanism)
+}
+
+// security is the TLS configuration and SASL mechanism of cfg, shared by
+// NewTransport and NewDialer.
+func (c Config) security() (*tls.Config, sasl.Mechanism, error) {
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	mech, err := c.saslMechanism()
+	if err != nil {
+		return nil, nil, err
+	}
+	return tlsCfg, mech, nil
 }
