@@ -119,6 +119,9 @@ const (
 	DeadLetterRejected DeadLetterKind = "rejected"
 	// DeadLetterMalformed is a frame that could not be decoded.
 	DeadLetterMalformed DeadLetterKind = "malformed"
+	// DeadLetterUnrenderable is a notification aviso-server reported it
+	// cannot turn into a CloudEvent (an error frame with its sequence).
+	DeadLetterUnrenderable DeadLetterKind = "unrenderable"
 )
 
 // DeadLetter is one item for the dead-letter destination.

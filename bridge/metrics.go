@@ -46,6 +46,13 @@ type Metrics struct {
 	DeadLettered        Counter   // items published to the dead-letter destination
 	SinkRetries         Counter   // ordered re-publishes after a retryable sink failure
 	ReplayLimitsReached Counter
+	// Unrenderable counts notifications aviso reported it cannot build
+	// ("CloudEvent creation failed" error frames with a sequence).
+	Unrenderable Counter
+	// BehindCheckpoint counts detections of aviso-server serving sequences
+	// below the committed checkpoint for longer than the grace (storage
+	// reset, checkpoint restored from elsewhere).
+	BehindCheckpoint Counter
 }
 
 type nopMetric struct{}
@@ -80,5 +87,7 @@ func NopMetrics() *Metrics {
 		DeadLettered:           n,
 		SinkRetries:            n,
 		ReplayLimitsReached:    n,
+		Unrenderable:           n,
+		BehindCheckpoint:       n,
 	}
 }

@@ -43,6 +43,8 @@ func New(reg prometheus.Registerer) *bridge.Metrics {
 		DeadLettered:           f.counter("dead_lettered_total", "Items published to the dead-letter destination."),
 		SinkRetries:            f.counter("sink_retries_total", "Ordered re-publish rounds after a retryable sink failure."),
 		ReplayLimitsReached:    f.counter("replay_limit_reached_total", "notification_replay_limit_reached frames (the bridge keeps paging)."),
+		Unrenderable:           f.counter("unrenderable_total", "Notifications aviso-server reported it cannot build (CloudEvent creation failed error frames); the bridge skips them."),
+		BehindCheckpoint:       f.counter("behind_checkpoint_total", "Times aviso-server was found serving sequences below the committed checkpoint for longer than the grace."),
 	}
 }
 

@@ -35,7 +35,8 @@ func TestNewRegistersTheContractMetrics(t *testing.T) {
 	for _, want := range strings.Fields(`notifications_received_total notifications_published_total
 		notifications_rejected_total:action duplicates_dropped_total malformed_frames_total sequence_gaps_total
 		server_errors_total reconnects_total:reason connected in_flight checkpoint_sequence checkpoint_commits_total
-		checkpoint_errors_total sink_errors_total publish_latency_seconds event_age_seconds last_ack_timestamp_seconds`) {
+		checkpoint_errors_total sink_errors_total publish_latency_seconds event_age_seconds last_ack_timestamp_seconds
+		unrenderable_total behind_checkpoint_total`) {
 		name, label, _ := strings.Cut(want, ":")
 		labels, ok := got["aviso_bridge_"+name]
 		if !ok {
