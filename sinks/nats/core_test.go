@@ -146,6 +146,7 @@ func TestCoreDeadLetter(t *testing.T) {
 	want := wantHeaders(n, FormatBinary, map[string]string{
 		"Nats-Msg-Id": "dlq:mars@42", "Aviso-Bridge-Dlq-Kind": "rejected", "Aviso-Bridge-Dlq-Reason": "rejected because"})
 	delete(want, "Content-Type")
+	delete(want, "ce-datacontenttype")
 	if !headersEqual(m.Header, want) {
 		t.Errorf("headers\n got %v\nwant %v", m.Header, want)
 	}

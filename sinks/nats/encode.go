@@ -22,10 +22,14 @@ const (
 	HeaderType        = "ce-type"
 	HeaderTime        = "ce-time"
 	HeaderDataSchema  = "ce-dataschema"
-	HeaderContentType = "Content-Type"
-	HeaderDLQKind     = "Aviso-Bridge-Dlq-Kind"
-	HeaderDLQReason   = "Aviso-Bridge-Dlq-Reason"
-	HeaderDLQEvent    = "Aviso-Bridge-Dlq-Event"
+	// HeaderDataContentType is what CloudEvents SDKs read in NATS binary
+	// mode (the Go SDK ignores Content-Type there); Content-Type stays for
+	// every other consumer.
+	HeaderDataContentType = "ce-datacontenttype"
+	HeaderContentType     = "Content-Type"
+	HeaderDLQKind         = "Aviso-Bridge-Dlq-Kind"
+	HeaderDLQReason       = "Aviso-Bridge-Dlq-Reason"
+	HeaderDLQEvent        = "Aviso-Bridge-Dlq-Event"
 	// HeaderDLQBodyOmitted is set, to the body's size in bytes, on a dead
 	// letter sent without its body because the body was too large for the
 	// server (max_payload) or the stream (max message size).
@@ -54,7 +58,7 @@ func (e *encoder) message(n *bridge.Notification, subj string) *natsgo.Msg {
 }
 
 // maxHeaders is the most headers message sets.
-const maxHeaders = 9
+const maxHeaders = 10
 
 // fill makes m the message of n for subject subj, reusing m's header map
 // and vals (the backing array of all header values). Header keys are set
@@ -83,6 +87,7 @@ func (e *encoder) fill(m *natsgo.Msg, vals *[maxHeaders]string, n *bridge.Notifi
 		return
 	}
 	setCE(set, n)
+	set(HeaderDataContentType, ContentTypeJSON)
 	set(HeaderContentType, ContentTypeJSON)
 	m.Data = n.Data
 }

@@ -30,6 +30,7 @@ func wantHeaders(n *bridge.Notification, format Format, extra map[string]string)
 		if n.DataSchema != "" {
 			h["ce-dataschema"] = []string{n.DataSchema}
 		}
+		h["ce-datacontenttype"] = []string{"application/json"}
 		h["Content-Type"] = []string{"application/json"}
 	}
 	for k, v := range extra {
@@ -404,6 +405,7 @@ func TestJetStreamDeadLetter(t *testing.T) {
 	wantRejected := wantHeaders(n, FormatBinary, map[string]string{
 		"Nats-Msg-Id": "dlq:mars@42", "Aviso-Bridge-Dlq-Kind": "rejected", "Aviso-Bridge-Dlq-Reason": "too large"})
 	delete(wantRejected, "Content-Type")
+	delete(wantRejected, "ce-datacontenttype")
 	checkMsg(t, msgs[0], "aviso.dlq.mars", wantRejected, n.CloudEvent)
 	checkMsg(t, msgs[1], "aviso.dlq._", natsgo.Header{
 		"Aviso-Bridge-Dlq-Kind":   {"malformed"},

@@ -178,14 +178,15 @@ func BareMessages(ns []*bridge.Notification, subject string) []*natsgo.Msg {
 	out := make([]*natsgo.Msg, len(ns))
 	for i, n := range ns {
 		h := natsgo.Header{
-			"Nats-Msg-Id":    {n.ID},
-			"ce-specversion": {"1.0"},
-			"ce-id":          {n.ID},
-			"ce-source":      {n.Source},
-			"ce-type":        {n.Type},
-			"ce-time":        {n.TimeRaw},
-			"ce-dataschema":  {n.DataSchema},
-			"Content-Type":   {"application/json"},
+			"Nats-Msg-Id":        {n.ID},
+			"ce-specversion":     {"1.0"},
+			"ce-id":              {n.ID},
+			"ce-source":          {n.Source},
+			"ce-type":            {n.Type},
+			"ce-time":            {n.TimeRaw},
+			"ce-dataschema":      {n.DataSchema},
+			"ce-datacontenttype": {"application/json"},
+			"Content-Type":       {"application/json"},
 		}
 		out[i] = &natsgo.Msg{Subject: subject, Header: h, Data: n.Data}
 	}
