@@ -101,9 +101,15 @@ type Config struct {
 	// StreamCreate is NATS_STREAM_CREATE: create Stream when it is missing.
 	StreamCreate bool
 	// StreamSubjects is NATS_STREAM_SUBJECTS (split on commas): the subjects
-	// of a created stream. Default: Subject's wildcard plus DLQSubject's
-	// when not already covered.
+	// of a created stream. Default: Subject's wildcard, plus DLQSubject's
+	// when DeadLetters is set and it is not already covered.
 	StreamSubjects []string
+	// DeadLetters is true when dead letters are enabled
+	// (BRIDGE_ON_REJECT=dlq). Only then does a created stream include
+	// BRIDGE_DLQ_SUBJECT and does the sink check that the stream captures
+	// it, so that several bridges can each create their own stream on one
+	// NATS server without their default DLQ subjects overlapping.
+	DeadLetters bool
 	// MaxPending is NATS_MAX_PENDING: JetStream async publishes awaiting
 	// acks (default DefaultMaxPending).
 	MaxPending int

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -183,6 +184,9 @@ func (s *JetStreamSink) setupStream(ctx context.Context) error {
 			st, err = s.js.Stream(ctx, c.Stream) // another bridge won the race
 			break
 		}
+		if isSubjectOverlap(err) {
+			return s.overlapError(ctx, cfg.Subjects, err)
+		}
 		if err != nil {
 			return fmt.Errorf("NATS_STREAM %q: create with subjects %q (NATS_STREAM_SUBJECTS): %w", c.Stream, cfg.Subjects, err)
 		}
@@ -200,7 +204,11 @@ func (s *JetStreamSink) setupStream(ctx context.Context) error {
 			"duplicates", info.Config.Duplicates.String(), "want", want.String(),
 			"hint", "a restart from an older checkpoint may store re-sent notifications twice")
 	}
-	for _, subj := range []string{c.subject.Wildcard(), c.dlq.Wildcard()} {
+	check := []string{c.subject.Wildcard()}
+	if c.DeadLetters {
+		check = append(check, c.dlq.Wildcard())
+	}
+	for _, subj := range check {
 		if !anyCovers(info.Config.Subjects, subj) {
 			s.log.Warn("sink.nats.stream_subjects", "stream", c.Stream, "stream_subjects", info.Config.Subjects,
 				"subject", subj, "hint", "the stream does not capture this subject")
@@ -209,16 +217,56 @@ func (s *JetStreamSink) setupStream(ctx context.Context) error {
 	return nil
 }
 
-// streamSubjects is NATS_STREAM_SUBJECTS or its default.
+// streamSubjects is NATS_STREAM_SUBJECTS or its default: the subject
+// template's wildcard, plus the DLQ subject's only when dead letters are
+// enabled (a default aviso.dlq in every created stream would make the
+// second bridge's stream overlap the first's).
 func (c *compiled) streamSubjects() []string {
 	if len(c.StreamSubjects) > 0 {
 		return c.StreamSubjects
 	}
 	subs := []string{c.subject.Wildcard()}
-	if d := c.dlq.Wildcard(); !anyCovers(subs, d) {
+	if d := c.dlq.Wildcard(); c.DeadLetters && !anyCovers(subs, d) {
 		subs = append(subs, d)
 	}
 	return subs
+}
+
+// jsErrCodeStreamSubjectOverlap is the JetStream API error "subjects
+// overlap with an existing stream" (nats.go names no constant for it).
+const jsErrCodeStreamSubjectOverlap jetstream.ErrorCode = 10065
+
+func isSubjectOverlap(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeStreamSubjectOverlap
+}
+
+// overlapError explains a stream creation refused because subjects
+// overlap another stream's: which of subjects another stream already
+// captures, and which stream (when the server tells), naming the
+// variables that set them.
+func (s *JetStreamSink) overlapError(ctx context.Context, subjects []string, err error) error {
+	c := s.cfg
+	var held []string
+	for _, subj := range subjects {
+		name, lerr := s.js.StreamNameBySubject(ctx, subj)
+		if lerr != nil || name == "" || name == c.Stream {
+			continue
+		}
+		held = append(held, fmt.Sprintf("%q is captured by stream %q", subj, name))
+	}
+	where := "another stream captures some of them"
+	if len(held) > 0 {
+		where = strings.Join(held, ", ")
+	}
+	dlq := "BRIDGE_DLQ_SUBJECT is not included (dead letters are off)"
+	if c.DeadLetters && len(c.StreamSubjects) == 0 {
+		dlq = fmt.Sprintf("BRIDGE_DLQ_SUBJECT %q is included because BRIDGE_ON_REJECT=dlq", c.DLQSubject)
+	}
+	return fmt.Errorf("NATS_STREAM %q: create with subjects %q: subjects overlap: %s; "+
+		"set NATS_STREAM_SUBJECTS (default: NATS_SUBJECT %q with placeholders as '*') and BRIDGE_DLQ_SUBJECT "+
+		"to subjects no other stream captures, or set NATS_STREAM to the stream that captures them (%s): %w",
+		c.Stream, subjects, where, c.Subject, dlq, err)
 }
 
 func anyCovers(patterns []string, subj string) bool {

@@ -346,7 +346,7 @@ func TestJetStreamStreamSetup(t *testing.T) {
 
 	t.Run("create", func(t *testing.T) {
 		newJetStreamSink(t, srv, Config{Stream: "NEW", StreamCreate: true, Subject: "new.{event_type}",
-			DLQSubject: "newdlq.{event_type}", ShutdownTimeout: time.Minute}, nil)
+			DLQSubject: "newdlq.{event_type}", DeadLetters: true, ShutdownTimeout: time.Minute}, nil)
 		st, err := js.Stream(testCtx(t, 5*time.Second), "NEW")
 		if err != nil {
 			t.Fatal(err)
@@ -380,6 +380,67 @@ func TestJetStreamStreamSetup(t *testing.T) {
 		_, err := NewJetStreamSink(testCtx(t, 10*time.Second), Config{ConnConfig: ConnConfig{URL: srv.URL}, Stream: "MISSING"}, Options{})
 		mustContain(t, err, "NATS_STREAM", "MISSING", "not found")
 	})
+}
+
+// TestJetStreamTwoBridgesCreateStreams: two bridges with their own stream
+// and subject on one server both start with the default
+// BRIDGE_DLQ_SUBJECT; a created stream holds the DLQ subject only when
+// dead letters are enabled, and an overlap names the variables to fix and
+// the stream that holds the subject.
+func TestJetStreamTwoBridgesCreateStreams(t *testing.T) {
+	srv := natstest.NewServer(t)
+	js := srv.JetStream(t)
+	subjects := func(name string) string {
+		t.Helper()
+		st, err := js.Stream(testCtx(t, 5*time.Second), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(st.CachedInfo().Config.Subjects, ",")
+	}
+
+	a := newJetStreamSink(t, srv, Config{Stream: "MARS", StreamCreate: true, Subject: "mars.{event_type}"}, nil)
+	b := newJetStreamSink(t, srv, Config{Stream: "VENUS", StreamCreate: true, Subject: "venus.{event_type}"}, nil)
+	if got := subjects("MARS"); got != "mars.*" {
+		t.Errorf("MARS subjects %q, want mars.* (no DLQ subject while dead letters are off)", got)
+	}
+	if got := subjects("VENUS"); got != "venus.*" {
+		t.Errorf("VENUS subjects %q, want venus.*", got)
+	}
+	ctx := testCtx(t, 10*time.Second)
+	for _, tt := range []struct {
+		s    *JetStreamSink
+		et   string
+		name string
+	}{{a, "mars", "MARS"}, {b, "venus", "VENUS"}} {
+		if err := tt.s.Publish(ctx, natstest.Notifications(tt.et, 1, 1, 50)[0]); err != nil {
+			t.Fatalf("%s: Publish: %v", tt.name, err)
+		}
+		if ack := nextAck(t, tt.s); ack.Err != nil {
+			t.Fatalf("%s: ack %v", tt.name, ack.Err)
+		}
+		if msgs := natstest.ReadStream(t, js, tt.name, ""); len(msgs) != 1 {
+			t.Errorf("%s holds %d messages, want 1", tt.name, len(msgs))
+		}
+	}
+
+	// With dead letters on, the first stream takes the DLQ subject and a
+	// second one asking for the same DLQ subject is refused by the server:
+	// the error says which subject, which stream, and what to set.
+	newJetStreamSink(t, srv, Config{Stream: "DLQ1", StreamCreate: true, Subject: "d1.{event_type}", DeadLetters: true}, nil)
+	if got := subjects("DLQ1"); got != "d1.*,aviso.dlq" {
+		t.Errorf("DLQ1 subjects %q, want d1.*,aviso.dlq", got)
+	}
+	_, err := NewJetStreamSink(testCtx(t, 10*time.Second), Config{ConnConfig: ConnConfig{URL: srv.URL},
+		Stream: "DLQ2", StreamCreate: true, Subject: "d2.{event_type}", DeadLetters: true}, Options{})
+	mustContain(t, err, `NATS_STREAM "DLQ2"`, "overlap", "NATS_STREAM_SUBJECTS", "BRIDGE_DLQ_SUBJECT",
+		`"aviso.dlq" is captured by stream "DLQ1"`)
+	if strings.Contains(err.Error(), `"d2.*" is captured`) {
+		t.Errorf("error blames a subject no stream holds: %v", err)
+	}
+	_, err = NewJetStreamSink(testCtx(t, 10*time.Second), Config{ConnConfig: ConnConfig{URL: srv.URL},
+		Stream: "MARS2", StreamCreate: true, Subject: "mars.{event_type}"}, Options{})
+	mustContain(t, err, "NATS_STREAM_SUBJECTS", "BRIDGE_DLQ_SUBJECT", `"mars.*" is captured by stream "MARS"`)
 }
 
 func TestJetStreamDeadLetter(t *testing.T) {
