@@ -65,16 +65,20 @@ type Stall struct {
 
 // ErrorFrame sends an aviso error frame after After notifications.
 //
-// By default it is {"error":"stream_processing_failed",...}: during a replay
-// it ends the replay there, as a failed replay batch does (then
-// replay_completed, then live on /watch or end_of_stream on /replay); during
-// the live part the stream simply continues. Message defaults to
-// "Failed to fetch replay batch".
+// By default it is {"error":"stream_processing_failed",...} (no sequence):
+// during a replay it ends the replay there, as a failed replay batch does:
+// under V071 then replay_completed, then live on /watch or end_of_stream on
+// /replay; under V013 connection-closing end_of_stream at once (from the
+// opening of a stream with a cursor until its replay ends). During the live
+// part the stream simply continues. Message defaults to "Failed to fetch
+// replay batch".
 //
-// With CreationFailed the next notification is replaced by
+// With CreationFailed the next notification of this connection only is
+// replaced by
 // {"error":"CloudEvent creation failed",...,"sequence":N} for its sequence
 // and the stream continues (replay included), as when aviso cannot build a
-// CloudEvent.
+// CloudEvent. For a notification that fails on every delivery, as stored
+// bad data does, use Server.PublishPoison.
 type ErrorFrame struct {
 	After          int
 	Message        string

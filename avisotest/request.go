@@ -27,6 +27,12 @@ type Request struct {
 	FromID     string
 	HasFromID  bool
 	FromDate   string
+	// ToID and ToDate are to_id and to_date (0.13, /replay only), parsed
+	// like FromID and FromDate; HasToID is true when to_id was present and
+	// not null.
+	ToID    string
+	HasToID bool
+	ToDate  string
 	// RequestID is the X-Request-ID the server answered with.
 	RequestID string
 }
@@ -46,9 +52,21 @@ func (r *Request) looseParse() {
 		_ = json.Unmarshal(v, &r.FromID)
 	}
 	_ = json.Unmarshal(m["from_date"], &r.FromDate)
+	if v, ok := m["to_id"]; ok && string(v) != "null" {
+		r.HasToID = true
+		_ = json.Unmarshal(v, &r.ToID)
+	}
+	_ = json.Unmarshal(m["to_date"], &r.ToDate)
 }
 
-var allowedFields = []string{"event_type", "identifier", "from_id", "from_date", "payload"}
+// allowedFields returns the request body members of a version, in serde's
+// order (the order of the UNKNOWN_FIELD message).
+func allowedFields(v Version) []string {
+	if v == V013 {
+		return []string{"event_type", "identifier", "from_id", "from_date", "to_id", "to_date", "payload"}
+	}
+	return []string{"event_type", "identifier", "from_id", "from_date", "payload"}
+}
 
 // streamRequest is a validated watch or replay request.
 type streamRequest struct {
@@ -59,6 +77,11 @@ type streamRequest struct {
 	fromDate  *time.Time
 	// fromDateText is the normalised from_date echoed in replay_started.
 	fromDateText *string
+	// toID and toDate are the 0.13 replay end point (at most one is set);
+	// toDateText is to_date as echoed in replay_started.
+	toID       *uint64
+	toDate     *time.Time
+	toDateText *string
 }
 
 func (r *streamRequest) hasCursor() bool { return r.fromID != nil || r.fromDate != nil }
@@ -66,7 +89,7 @@ func (r *streamRequest) hasCursor() bool { return r.fromID != nil || r.fromDate 
 // parseBody applies aviso's parse rules (section 2.3): INVALID_JSON,
 // INVALID_REQUEST_SHAPE, UNKNOWN_FIELD. The error label of parse errors is
 // always "Invalid Replay Request", as aviso-server 0.7.1 does.
-func parseBody(body []byte) (map[string]json.RawMessage, *apiError) {
+func parseBody(body []byte, v Version) (map[string]json.RawMessage, *apiError) {
 	const label = "Invalid Replay Request"
 	if !json.Valid(body) {
 		var v any
@@ -77,9 +100,10 @@ func parseBody(body []byte) (map[string]json.RawMessage, *apiError) {
 	if err := json.Unmarshal(body, &m); err != nil || m == nil {
 		return nil, standardError(400, "INVALID_REQUEST_SHAPE", label, "Invalid request shape", "invalid type: expected a JSON object")
 	}
+	allowed := allowedFields(v)
 	for k := range m {
-		if !slices.Contains(allowedFields, k) {
-			msg := fmt.Sprintf("unknown field `%s`, expected one of `event_type`, `identifier`, `from_id`, `from_date`, `payload`", k)
+		if !slices.Contains(allowed, k) {
+			msg := fmt.Sprintf("unknown field `%s`, expected one of `%s`", k, strings.Join(allowed, "`, `"))
 			return nil, standardError(400, "UNKNOWN_FIELD", label, "Unknown field in request body", msg)
 		}
 	}
@@ -97,7 +121,7 @@ func parseBody(body []byte) (map[string]json.RawMessage, *apiError) {
 	if id := bytes.TrimSpace(m["identifier"]); len(id) == 0 || id[0] != '{' {
 		return nil, shape("invalid type for `identifier`: expected a map")
 	}
-	for _, k := range []string{"from_id", "from_date"} {
+	for _, k := range []string{"from_id", "from_date", "to_id", "to_date"} {
 		if v, ok := m[k]; ok && string(v) != "null" && !isJSONString(v) {
 			return nil, shape(fmt.Sprintf("invalid type for `%s`: %s, expected a string", k, jsonKind(v)))
 		}
@@ -134,9 +158,11 @@ func jsonKind(v json.RawMessage) string {
 	return "integer `" + string(v) + "`"
 }
 
-// validateStream applies the watch/replay validation rules (section 2.3);
-// mode is "watch" or "replay".
-func validateStream(m map[string]json.RawMessage, mode string) (*streamRequest, *apiError) {
+// validateStream applies the watch/replay validation rules (section 2.3 and,
+// under V013, the end point and schema rules of aviso-protocol-0.13.md);
+// mode is "watch" or "replay". schema lists the identifier keys of the event
+// type (nil: any key).
+func validateStream(m map[string]json.RawMessage, mode string, v Version, schema []string) (*streamRequest, *apiError) {
 	code, label := "INVALID_WATCH_REQUEST", "Invalid Watch Request"
 	if mode == "replay" {
 		code, label = "INVALID_REPLAY_REQUEST", "Invalid Replay Request"
@@ -176,9 +202,21 @@ func validateStream(m map[string]json.RawMessage, mode string) (*streamRequest, 
 		s := t.Format(time.RFC3339Nano)
 		r.fromDateText = &s
 	}
+	_, hasToID := m["to_id"]
+	_, hasToDate := m["to_date"]
+	hasEnd := (hasToID && string(m["to_id"]) != "null") || (hasToDate && string(m["to_date"]) != "null")
+	if mode != "replay" && hasEnd {
+		msg := "to_id and to_date are only supported for the replay endpoint, not /" + mode
+		return nil, bad(msg, msg)
+	}
 	if mode == "replay" && !r.hasCursor() {
 		msg := "Replay endpoint requires either from_id or from_date parameter. Use /watch for live-only notifications."
 		return nil, bad(msg, msg)
+	}
+	if v == V013 && hasEnd {
+		if e := r.validateEnd(m, bad); e != nil {
+			return nil, e
+		}
 	}
 
 	var ident map[string]json.RawMessage
@@ -192,6 +230,13 @@ func validateStream(m map[string]json.RawMessage, mode string) (*streamRequest, 
 	slices.Sort(keys)
 	topic := []string{r.eventType}
 	for _, k := range keys {
+		if schema != nil && !slices.Contains(schema, k) {
+			if v == V013 {
+				msg := fmt.Sprintf("Unknown field '%s' provided for %s operation", k, mode)
+				return nil, bad(msg, msg)
+			}
+			continue // 0.7.1 ignores keys outside the schema
+		}
 		c, err := parseCondition(k, ident[k])
 		if err != nil {
 			return nil, bad("Invalid identifier", err.Error())
@@ -207,17 +252,78 @@ func validateStream(m map[string]json.RawMessage, mode string) (*streamRequest, 
 	return r, nil
 }
 
+// validateEnd parses to_id / to_date (0.13) into r, with aviso's messages.
+func (r *streamRequest) validateEnd(m map[string]json.RawMessage, bad func(msg, details string) *apiError) *apiError {
+	str := func(k string) *string {
+		v, ok := m[k]
+		if !ok || string(v) == "null" {
+			return nil
+		}
+		var s string
+		_ = json.Unmarshal(v, &s)
+		return &s
+	}
+	fail := func(msg string) *apiError { return bad(msg, msg) }
+	var toID *uint64
+	var toDate *time.Time
+	if s := str("to_id"); s != nil {
+		t := strings.TrimSpace(*s)
+		if t == "" {
+			return fail("to_id cannot be empty")
+		}
+		n, err := strconv.ParseUint(strings.TrimPrefix(t, "+"), 10, 64)
+		if err != nil || strings.HasPrefix(t, "+-") || strings.HasPrefix(t, "++") {
+			return fail(fmt.Sprintf("to_id must be a valid positive integer, got %q", *s))
+		}
+		toID = &n
+	}
+	if s := str("to_date"); s != nil {
+		if strings.TrimSpace(*s) == "" {
+			return fail("to_date cannot be empty")
+		}
+		t, err := parseDate("to_date", *s)
+		if err != nil {
+			return fail(fmt.Sprintf("to_date must be a valid datetime/timestamp, got %q", *s))
+		}
+		toDate = &t
+	}
+	switch {
+	case toID != nil && toDate != nil:
+		return fail("Cannot specify both to_id and to_date. Please provide only one replay end parameter. Use to_id for a sequence-based end or to_date for a time-based end.")
+	case toID != nil && r.fromID != nil && *toID < *r.fromID:
+		return fail(fmt.Sprintf("to_id (%d) must not be lower than from_id (%d)", *toID, *r.fromID))
+	case toDate != nil && r.fromDate != nil && toDate.Before(*r.fromDate):
+		return fail(fmt.Sprintf("to_date (%s) must not be earlier than from_date (%s)", rfc3339Offset(*toDate), rfc3339Offset(*r.fromDate)))
+	}
+	r.toID, r.toDate = toID, toDate
+	if toDate != nil {
+		s := toDate.Format(time.RFC3339Nano)
+		r.toDateText = &s
+	}
+	return nil
+}
+
+// rfc3339Offset formats like chrono's to_rfc3339: +00:00 and 0, 3, 6 or 9
+// fractional digits.
+func rfc3339Offset(t time.Time) string {
+	s := cloudEventTime(t)
+	return strings.TrimSuffix(s, "Z") + "+00:00"
+}
+
 // parseFromDate accepts the from_date formats of section 2.4.
-func parseFromDate(s string) (time.Time, error) {
+func parseFromDate(s string) (time.Time, error) { return parseDate("from_date", s) }
+
+// parseDate accepts the from_date formats of section 2.4 for field.
+func parseDate(field, s string) (time.Time, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
-		return time.Time{}, fmt.Errorf("from_date cannot be empty")
+		return time.Time{}, fmt.Errorf("%s cannot be empty", field)
 	}
 	if digits := strings.TrimPrefix(t, "+"); digits != "" && strings.Trim(digits, "0123456789") == "" {
 		sig := strings.TrimLeft(digits, "0")
 		n, err := strconv.ParseInt(orZero(sig), 10, 64)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("from_date %q: timestamp out of range", s)
+			return time.Time{}, fmt.Errorf("%s %q: timestamp out of range", field, s)
 		}
 		if len(sig) <= 11 {
 			return time.Unix(n, 0).UTC(), nil
@@ -234,7 +340,7 @@ func parseFromDate(s string) (time.Time, error) {
 			return v, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("from_date %q is not RFC 3339, 'YYYY-MM-DD HH:MM:SS[+offset]', or a unix timestamp", s)
+	return time.Time{}, fmt.Errorf("%s %q is not RFC 3339, 'YYYY-MM-DD HH:MM:SS[+offset]', or a unix timestamp", field, s)
 }
 
 func orZero(s string) string {

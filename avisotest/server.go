@@ -1,15 +1,26 @@
 // Package avisotest is an in-process aviso-server for tests and for
 // `aviso-bridge demo`, in the manner of net/http/httptest. It speaks
 // aviso-server 0.7.1's wire format byte for byte (alphabetical JSON keys, LF
-// framing, error bodies, X-Request-ID), keeps every published notification,
-// serves live, replay-then-live and replay-only streams with identifier
-// filters, and injects faults on demand (see Fault).
+// framing, error bodies, X-Request-ID), or 0.13's with WithVersion(V013),
+// keeps every published notification, serves live, replay-then-live and
+// replay-only streams with identifier filters, and injects faults on demand
+// (see Fault). It does not import package testing, so that a production
+// binary (the demo) may link it.
+//
+// What WithVersion(V013) changes (aviso-protocol-0.13.md): the replay limit
+// is a total that ends the stream (notification_replay_limit_reached, then
+// end_of_stream); /replay takes to_id or to_date and fixes its end when the
+// request is accepted; replay_started carries end_sequence and to_date; the
+// replay-to-live seam of /watch is exact; identifier keys outside a declared
+// schema (WithSchema) are refused; GET /ready exists; a failed replay batch
+// (ErrorFrame fault) ends the stream.
 //
 // Data flow: it stands where aviso-server does, in front of package aviso
 // (SSE bytes -> aviso -> supervisor -> bridge -> sink -> checkpoint).
 //
-// Deliberate simplifications: there is no schema (every identifier key is
-// optional, no polygon/point semantics: those keys compare as strings), the
+// Deliberate simplifications: the schema is only a list of keys (every
+// identifier key is optional, no polygon/point semantics: scalar keys
+// compare as strings, array values match only constraint-free presence), the
 // topic in control frames is the event type followed by the request's
 // identifier values in key order ("*" for constraint objects), the whole
 // history is kept, and error message texts approximate aviso's (codes,
@@ -21,16 +32,44 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
+
+// Version is the aviso-server release whose behaviour the server imitates.
+type Version int
+
+const (
+	// V071 is aviso-server 0.7.1 (the default).
+	V071 Version = iota
+	// V013 is aviso-server 0.13.x.
+	V013
+)
+
+// String returns "0.7.1" or "0.13".
+func (v Version) String() string {
+	switch v {
+	case V071:
+		return "0.7.1"
+	case V013:
+		return "0.13"
+	}
+	return fmt.Sprintf("Version(%d)", int(v))
+}
+
+// TB is the part of testing.TB that NewServer uses; *testing.T, *testing.B
+// and *testing.F satisfy it. It is declared here so that this package does
+// not import testing.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+}
 
 // Option configures a Server.
 type Option func(*config)
@@ -48,6 +87,25 @@ type config struct {
 	now         func() time.Time
 	globalSeq   bool
 	tls         bool
+	version     Version
+	schemas     map[string][]string // event type -> identifier keys (sorted)
+}
+
+// WithVersion selects the aviso-server release to imitate (default V071).
+func WithVersion(v Version) Option { return func(c *config) { c.version = v } }
+
+// WithSchema declares the identifier keys of eventType's schema (call it once
+// per event type). Under V013 a watch or replay request with any other key
+// gets 400 INVALID_WATCH_REQUEST / INVALID_REPLAY_REQUEST ("Unknown field
+// 'k' provided for watch operation"); under V071 such keys are ignored (they
+// filter nothing). Event types without a declared schema accept every key.
+func WithSchema(eventType string, keys ...string) Option {
+	return func(c *config) {
+		if c.schemas == nil {
+			c.schemas = map[string][]string{}
+		}
+		c.schemas[eventType] = slices.Sorted(slices.Values(keys))
+	}
 }
 
 // WithEventTypes turns on aviso's strict mode: requests for any other event
@@ -72,9 +130,13 @@ func WithReplayBatch(size int, delay time.Duration) Option {
 	return func(c *config) { c.batchSize, c.batchDelay = max(size, 1), delay }
 }
 
-// WithReplayLimit stops every replay after n notifications when more would
-// follow, with a notification_replay_limit_reached frame (max_allowed n);
-// then replay_completed and, on /watch, live.
+// WithReplayLimit caps every replay at n notifications in total
+// (max_historical_notifications; 0: no cap). It fires only when one more
+// matching notification follows the n-th: then the server sends a
+// notification_replay_limit_reached frame (max_allowed n). Under V071 the
+// stream goes on with replay_completed and, on /watch, live; under V013 it
+// ends with connection-closing end_of_stream (no replay_completed, no live
+// part). Poison notifications (PublishPoison) do not count.
 func WithReplayLimit(n int) Option { return func(c *config) { c.replayLimit = n } }
 
 // WithBasePath serves the API under a path prefix ("/aviso": the URL becomes
@@ -128,20 +190,35 @@ type Server struct {
 	faults    []Fault
 	every     Fault
 	streams   map[*stream]struct{}
+	notReady  bool // SetBackendConnected(false)
 }
 
 // entry is one stored notification with its frames pre-rendered, so that
 // serving a stream costs one write per frame.
 type entry struct {
-	seq        uint64
+	seq uint64
+	// identifier holds the scalar identifier values in aviso's string form
+	// (what filters compare); array and object values are absent from it and
+	// listed in nonScalar.
 	identifier map[string]string
+	nonScalar  []string
 	time       time.Time
 	live       []byte // event: live-notification
 	replay     []byte // event: replay
+	// poison, when set, is the message of the "CloudEvent creation failed"
+	// error frame every delivery of this entry becomes (live and replay are
+	// then nil).
+	poison string
 }
 
-// NewServer starts a Server and registers t.Cleanup(s.Close).
-func NewServer(t testing.TB, opts ...Option) *Server {
+func (e *entry) has(key string) bool {
+	_, ok := e.identifier[key]
+	return ok || slices.Contains(e.nonScalar, key)
+}
+
+// NewServer starts a Server and registers t.Cleanup(s.Close). t is usually
+// a *testing.T.
+func NewServer(t TB, opts ...Option) *Server {
 	t.Helper()
 	s, err := New(opts...)
 	if err != nil {
@@ -229,32 +306,104 @@ func (s *Server) Publish(eventType string, identifier map[string]string, payload
 // CloudEvent verbatim (empty means null). Invalid JSON is not rejected: it
 // produces a malformed notification, in replays too.
 func (s *Server) PublishRaw(eventType string, identifier map[string]string, payload []byte) uint64 {
+	raw := make(map[string]json.RawMessage, len(identifier))
+	for k, v := range identifier {
+		raw[k] = marshal(v)
+	}
+	return s.store(eventType, raw, payload, nil)
+}
+
+// PublishJSON stores a notification whose identifier values are any JSON
+// values, rendered as given (keys sorted): numbers stay numbers, a polygon
+// [][]float64{{52.5, 13.4}, ...} becomes [[52.5,13.4],...], as aviso 0.13
+// returns them. Identifier filters compare a string or number value by its
+// text (a string by its contents); array and object values match only a
+// request that does not constrain their key. The payload is rendered as by
+// Publish. It panics when identifier or payload cannot be encoded as JSON.
+func (s *Server) PublishJSON(eventType string, identifier map[string]any, payload any) uint64 {
+	raw := make(map[string]json.RawMessage, len(identifier))
+	for k, v := range identifier {
+		b, err := json.Marshal(v)
+		if err == nil {
+			b, err = normalizePayload(b)
+		}
+		if err != nil {
+			panic(fmt.Sprintf("avisotest: PublishJSON %s: identifier %q: %v", eventType, k, err))
+		}
+		raw[k] = b
+	}
+	p, err := json.Marshal(payload)
+	if err == nil {
+		p, err = normalizePayload(p)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("avisotest: PublishJSON %s: payload: %v", eventType, err))
+	}
+	return s.store(eventType, raw, p, nil)
+}
+
+// PublishPoison stores a notification aviso cannot turn into a CloudEvent
+// (for example a stored polygon that does not parse), in both versions. It
+// occupies its sequence, which it returns, and every delivery of it (live,
+// and every replay that covers it) is the error frame
+// {"error":"CloudEvent creation failed","message":message,"request_id":...,
+// "sequence":N,"topic":...}; it never counts against the replay limit.
+// message "" means "Failed to create CloudEvent for notification with
+// sequence N".
+func (s *Server) PublishPoison(eventType string, identifier map[string]string, message string) uint64 {
+	raw := make(map[string]json.RawMessage, len(identifier))
+	for k, v := range identifier {
+		raw[k] = marshal(v)
+	}
+	return s.store(eventType, raw, nil, &message)
+}
+
+// store appends a notification; poison non-nil stores a poison one with that
+// message.
+func (s *Server) store(eventType string, identifier map[string]json.RawMessage, payload []byte, poison *string) uint64 {
 	if len(payload) == 0 {
 		payload = []byte("null")
 	}
+	e := &entry{identifier: map[string]string{}}
+	for k, v := range identifier {
+		if sv, err := scalarText(v); err == nil {
+			e.identifier[k] = sv
+		} else {
+			e.nonScalar = append(e.nonScalar, k)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var seq uint64
 	if s.cfg.globalSeq {
 		s.globalSeq++
-		seq = s.globalSeq
+		e.seq = s.globalSeq
 	} else {
 		s.seqs[eventType]++
-		seq = s.seqs[eventType]
+		e.seq = s.seqs[eventType]
 	}
-	ident := maps.Clone(identifier)
-	if ident == nil {
-		ident = map[string]string{}
+	e.time = s.cfg.now()
+	switch {
+	case poison == nil:
+		ce := renderCloudEvent(s.cfg.baseURL, eventType, e.seq, e.time, identifier, payload)
+		e.live, e.replay = frame("live-notification", ce), frame("replay", ce)
+	case *poison == "":
+		e.poison = creationFailedMessage(e.seq)
+	default:
+		e.poison = *poison
 	}
-	t := s.cfg.now()
-	ce := renderCloudEvent(s.cfg.baseURL, eventType, seq, t, ident, payload)
-	s.logs[eventType] = append(s.logs[eventType], &entry{
-		seq: seq, identifier: ident, time: t,
-		live: frame("live-notification", ce), replay: frame("replay", ce),
-	})
+	s.logs[eventType] = append(s.logs[eventType], e)
 	close(s.wake)
 	s.wake = make(chan struct{})
-	return seq
+	return e.seq
+}
+
+// SetBackendConnected sets what GET /ready reports under V013 (initially
+// true): 200 {"status":"ready","backend_connected":true}, or 503
+// {"status":"not_ready","backend_connected":false}. It changes nothing else.
+func (s *Server) SetBackendConnected(ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notReady = !ok
 }
 
 // LastSequence returns the sequence of the last notification of eventType
@@ -365,11 +514,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		path = ""
 	}
 	method := http.MethodPost
-	if path == "/health" {
+	if path == "/health" || path == "/ready" {
 		method = http.MethodGet
 	}
+	if path == "/ready" && s.cfg.version == V071 {
+		path = "" // 0.7.1 has no readiness route
+	}
 	switch path {
-	case "/api/v1/watch", "/api/v1/replay", "/api/v1/notification", "/health":
+	case "/api/v1/watch", "/api/v1/replay", "/api/v1/notification", "/health", "/ready":
 		if r.Method != method {
 			w.Header().Set("Allow", method)
 			w.WriteHeader(http.StatusMethodNotAllowed)
@@ -382,6 +534,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch path {
 	case "/health":
 		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+	case "/ready":
+		s.mu.Lock()
+		down := s.notReady
+		s.mu.Unlock()
+		if down {
+			writeJSON(w, http.StatusServiceUnavailable, []byte(`{"status":"not_ready","backend_connected":false}`))
+		} else {
+			writeJSON(w, http.StatusOK, []byte(`{"status":"ready","backend_connected":true}`))
+		}
 	case "/api/v1/notification":
 		s.serveNotify(w, r, rid)
 	default:
@@ -432,13 +593,13 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, rid, mode s
 		s.writeError(w, rid, e)
 		return
 	}
-	m, e := parseBody(rec.Body)
+	m, e := parseBody(rec.Body, s.cfg.version)
 	if e == nil {
 		e = s.checkEventType(rec.EventType)
 	}
 	var req *streamRequest
 	if e == nil {
-		req, e = validateStream(m, mode)
+		req, e = validateStream(m, mode, s.cfg.version, s.cfg.schemas[rec.EventType])
 	}
 	if e != nil {
 		s.writeError(w, rid, e)
@@ -579,7 +740,7 @@ func (s *Server) serveNotify(w http.ResponseWriter, r *http.Request, rid string)
 		s.writeError(w, rid, e)
 		return
 	}
-	m, e := parseBody(rec.Body)
+	m, e := parseBody(rec.Body, s.cfg.version)
 	if e == nil {
 		e = s.checkEventType(rec.EventType)
 	}
@@ -601,6 +762,9 @@ func (s *Server) serveNotify(w http.ResponseWriter, r *http.Request, rid string)
 	}
 	if e == nil && (m["from_id"] != nil || m["from_date"] != nil) {
 		e = bad("from_id and from_date are not allowed on notifications")
+	}
+	if e == nil && (m["to_id"] != nil || m["to_date"] != nil) {
+		e = bad("to_id and to_date are only supported for the replay endpoint, not /notification")
 	}
 	if e != nil {
 		s.writeError(w, rid, e)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -35,6 +34,14 @@ type stream struct {
 	inReplay   bool
 	stopReplay bool
 	replayed   []*entry // the last faults.seam replayed entries
+	// replayPhase is true from the opening of a stream with a cursor until
+	// its replay ends (V013: a failed batch then ends the stream).
+	replayPhase bool
+	// endIndex and endSeq bound a V013 replay: it covers at most the first
+	// endIndex entries of the log (those stored when the request was
+	// accepted) and sequences up to endSeq.
+	endIndex int
+	endSeq   uint64
 
 	deadline time.Time // max duration (zero: none)
 	nextHB   time.Time // next heartbeat (zero: none)
@@ -55,6 +62,9 @@ func newStream(s *Server, w http.ResponseWriter, r *http.Request, rid, mode stri
 		pending: slices.Clone(cf.counted),
 	}
 	st.timer.Stop()
+	if s.cfg.version == V013 {
+		st.fixEnd()
+	}
 	sort.SliceStable(st.pending, func(i, j int) bool { return after(st.pending[i]) < after(st.pending[j]) })
 	var out io.Writer = w
 	if cf.tiny > 0 {
@@ -62,6 +72,40 @@ func newStream(s *Server, w http.ResponseWriter, r *http.Request, rid, mode stri
 	}
 	st.bw = bufio.NewWriterSize(out, 64<<10)
 	return st
+}
+
+// fixEnd fixes the end of a V013 replay from the log as it was when the
+// request was accepted: the last sequence stored then, lowered to to_id, or
+// the last sequence stored at or before to_date. When nothing qualifies the
+// end is the first stored sequence - 1 (an empty replay), as JetStream
+// reports it.
+func (st *stream) fixEnd() {
+	entries, _ := st.s.snapshot(st.req.eventType)
+	entries = entries[:st.liveStart]
+	st.endIndex = len(entries)
+	before := uint64(0)
+	if len(entries) > 0 {
+		before = entries[0].seq - 1
+		st.endSeq = entries[len(entries)-1].seq
+	}
+	switch {
+	case st.req.toID != nil:
+		st.endSeq = min(st.endSeq, *st.req.toID)
+	case st.req.toDate != nil:
+		st.endSeq = before
+		for _, e := range entries {
+			if !e.time.After(*st.req.toDate) {
+				st.endSeq = max(st.endSeq, e.seq)
+			}
+		}
+	}
+}
+
+func (st *stream) replayStarted(ts string) []byte {
+	if st.cfg.version == V013 {
+		return replayStarted013(st.rid, ts, st.req.topic, st.cfg.batchSize, st.req.fromDateText, st.req.fromID, st.endSeq, st.req.toDateText)
+	}
+	return replayStarted(st.rid, ts, st.req.topic, st.cfg.batchSize, st.req.fromDateText, st.req.fromID)
 }
 
 func (st *stream) run() {
@@ -98,7 +142,8 @@ func (st *stream) serve() error {
 	ts := controlTime(st.cfg.now())
 	topic := st.req.topic
 	if st.mode == "replay" {
-		st.write(replayStarted(st.rid, ts, topic, st.cfg.batchSize, st.req.fromDateText, st.req.fromID))
+		st.replayPhase = true
+		st.write(st.replayStarted(ts))
 		if err := st.afterCount(); err != nil {
 			return err
 		}
@@ -121,7 +166,8 @@ func (st *stream) serve() error {
 		}
 		return st.live()
 	}
-	st.write(replayStarted(st.rid, ts, topic, st.cfg.batchSize, st.req.fromDateText, st.req.fromID))
+	st.replayPhase = true
+	st.write(st.replayStarted(ts))
 	st.write(heartbeat(ts, topic))
 	if err := st.afterCount(); err != nil {
 		return err
@@ -171,11 +217,17 @@ func (st *stream) matches(e *entry) bool {
 }
 
 // notify writes one notification frame, applying the faults that concern it.
+// A poison entry becomes its error frame (not counted as a notification).
 func (st *stream) notify(e *entry, replay bool) error {
+	if e.poison != "" {
+		seq := e.seq
+		st.write(errorFrame("CloudEvent creation failed", e.poison, st.rid, st.req.topic, &seq))
+		return nil
+	}
 	if st.failNext {
 		st.failNext = false
 		seq := e.seq
-		st.write(errorFrame("CloudEvent creation failed", fmt.Sprintf("Failed to create CloudEvent for notification with sequence %d", seq), st.rid, st.req.topic, &seq))
+		st.write(errorFrame("CloudEvent creation failed", creationFailedMessage(seq), st.rid, st.req.topic, &seq))
 		return nil
 	}
 	fr := e.live
@@ -214,6 +266,9 @@ func (st *stream) afterCount() error {
 				continue
 			}
 			st.write(errorFrame("stream_processing_failed", orDefault(f.Message, "Failed to fetch replay batch"), st.rid, st.req.topic, nil))
+			if st.cfg.version == V013 && st.replayPhase {
+				return st.closeWith("end_of_stream", "")
+			}
 			if st.inReplay {
 				st.stopReplay = true
 			}
@@ -321,11 +376,13 @@ func (st *stream) sleep(wake <-chan struct{}, d time.Duration) error {
 }
 
 // replay sends the stored notifications from the request's start position in
-// batches, until it catches up with the log, hits the replay limit, or an
-// ErrorFrame fault ends it.
+// batches, until it catches up with the log (V071: the log as it grows; V013:
+// the end fixed at acceptance), hits the replay limit, or an ErrorFrame fault
+// ends it. Under V013 the limit ends the stream (errEnd).
 func (st *stream) replay() error {
 	st.inReplay = true
-	defer func() { st.inReplay = false }()
+	defer func() { st.inReplay, st.replayPhase = false, false }()
+	v013 := st.cfg.version == V013
 	entries, _ := st.s.snapshot(st.req.eventType)
 	pos := 0
 	if id := st.req.fromID; id != nil {
@@ -335,18 +392,30 @@ func (st *stream) replay() error {
 	replayed := 0
 	for {
 		entries, _ = st.s.snapshot(st.req.eventType)
+		if v013 {
+			entries = entries[:st.endIndex]
+		}
 		n := 0
 		for ; pos < len(entries) && n < size; pos++ {
 			e := entries[pos]
+			if v013 && e.seq > st.endSeq {
+				pos = len(entries)
+				break
+			}
 			if !st.matches(e) {
 				continue
 			}
-			if limit > 0 && replayed >= limit {
-				st.write(replayLimitReached(controlTime(st.cfg.now()), st.req.topic, uint64(limit)))
-				return nil
-			}
 			n++
-			replayed++
+			if e.poison == "" {
+				if limit > 0 && replayed >= limit {
+					st.write(replayLimitReached(controlTime(st.cfg.now()), st.req.topic, uint64(limit)))
+					if v013 {
+						return st.closeWith("end_of_stream", "")
+					}
+					return nil
+				}
+				replayed++
+			}
 			if err := st.notify(e, true); err != nil {
 				return err
 			}

@@ -57,9 +57,9 @@ func cloudEventTime(t time.Time) string {
 
 // renderCloudEvent renders the CloudEvent of one stored notification. The
 // payload is inserted verbatim (PublishRaw may store anything).
-func renderCloudEvent(baseURL, eventType string, seq uint64, t time.Time, identifier map[string]string, payload []byte) []byte {
+func renderCloudEvent(baseURL, eventType string, seq uint64, t time.Time, identifier map[string]json.RawMessage, payload []byte) []byte {
 	if identifier == nil {
-		identifier = map[string]string{}
+		identifier = map[string]json.RawMessage{}
 	}
 	tail := marshal(struct {
 		DataContentType string `json:"datacontenttype"`
@@ -136,6 +136,22 @@ func replayStarted(rid, ts, topic string, batch int, fromDate *string, fromSeq *
 	}{batch, fromDate, fromSeq, rid, ts, topic, "replay_started"}))
 }
 
+// replayStarted013 is 0.13's replay_started: end_sequence and to_date
+// (null unless given) besides 0.7.1's members.
+func replayStarted013(rid, ts, topic string, batch int, fromDate *string, fromSeq *uint64, endSeq uint64, toDate *string) []byte {
+	return frame("replay-control", marshal(struct {
+		BatchSize    int     `json:"batch_size"`
+		EndSequence  uint64  `json:"end_sequence"`
+		FromDate     *string `json:"from_date"`
+		FromSequence *uint64 `json:"from_sequence"`
+		RequestID    string  `json:"request_id"`
+		Timestamp    string  `json:"timestamp"`
+		ToDate       *string `json:"to_date"`
+		Topic        string  `json:"topic"`
+		Type         string  `json:"type"`
+	}{batch, endSeq, fromDate, fromSeq, rid, ts, toDate, topic, "replay_started"}))
+}
+
 func replayCompleted(ts, topic string) []byte {
 	return frame("replay-control", marshal(struct {
 		Timestamp string `json:"timestamp"`
@@ -153,6 +169,12 @@ func replayLimitReached(ts, topic string, max uint64) []byte {
 		Type       string `json:"type"`
 	}{max, fmt.Sprintf("Historical replay limited to %d messages. Additional historical messages may be available but were not retrieved.", max),
 		ts, topic, "notification_replay_limit_reached"}))
+}
+
+// creationFailedMessage is the message of a "CloudEvent creation failed"
+// error frame.
+func creationFailedMessage(seq uint64) string {
+	return fmt.Sprintf("Failed to create CloudEvent for notification with sequence %d", seq)
 }
 
 // errorFrame renders an error event; seq is rendered only when non-nil
