@@ -21,7 +21,8 @@ var (
 	ErrClosed = errors.New("aviso: stream closed")
 	// ErrInvalidRequest is wrapped by Connect when the Client or Request
 	// cannot form a valid request (bad BaseURL, identifier that is not a JSON
-	// object, both FromID and FromDate, replay without a start). Not retryable.
+	// object, both FromID and FromDate, replay without a start, both ToID and
+	// ToDate, ToID or ToDate in watch mode). Not retryable.
 	ErrInvalidRequest = errors.New("aviso: invalid request")
 	// ErrCredentials is wrapped by Connect when Credentials.Authorization
 	// fails (for example an unreadable token file).

@@ -18,7 +18,8 @@ const (
 	// server time a live-only start can be pinned to.
 	KindConnectionEstablished
 	// KindReplayStarted opens a watch or replay that carried a start
-	// position (FromSequence, FromDate, BatchSize).
+	// position (FromSequence, FromDate, BatchSize; from aviso-server 0.13
+	// also EndSequence and ToDate).
 	KindReplayStarted
 	// KindReplayCompleted ends the replay part; a watch continues live.
 	KindReplayCompleted
@@ -103,6 +104,13 @@ type Frame struct {
 	FromSequence *uint64
 	FromDate     string
 	BatchSize    int
+	// EndSequence and ToDate are the 0.13 members of replay_started: the
+	// last sequence the replay will deliver, fixed by the server when it
+	// accepted the request, and the to_date it was given. EndSequence is nil
+	// when the member is absent or null (aviso-server 0.7.1), ToDate "" when
+	// absent or null.
+	EndSequence *uint64
+	ToDate      string
 	// WillCloseIn is connection_will_close_in_seconds of a
 	// connection_established frame (0 when absent).
 	WillCloseIn time.Duration
@@ -129,6 +137,8 @@ type control struct {
 	FromSequence *uint64 `json:"from_sequence"`
 	FromDate     *string `json:"from_date"`
 	BatchSize    int     `json:"batch_size"`
+	EndSequence  *uint64 `json:"end_sequence"`
+	ToDate       *string `json:"to_date"`
 	WillClose    *uint64 `json:"connection_will_close_in_seconds"`
 }
 
@@ -146,6 +156,10 @@ func (c *control) fill(f *Frame) {
 		f.FromDate = *c.FromDate
 	}
 	f.BatchSize = c.BatchSize
+	f.EndSequence = c.EndSequence
+	if c.ToDate != nil {
+		f.ToDate = *c.ToDate
+	}
 	if c.WillClose != nil && *c.WillClose < uint64(1<<63-1)/uint64(time.Second) {
 		f.WillCloseIn = time.Duration(*c.WillClose) * time.Second
 	}

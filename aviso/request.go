@@ -51,6 +51,14 @@ type Request struct {
 	// FromDate is the first notification time, sent verbatim (any aviso
 	// from_date format). At most one of FromID and FromDate may be set.
 	FromDate string
+	// ToID is the last sequence to deliver (inclusive), sent as to_id (a
+	// JSON string). Replay mode only; aviso-server 0.13 and later (0.7.1
+	// answers 400 UNKNOWN_FIELD).
+	ToID *uint64
+	// ToDate is the last notification time (inclusive), sent verbatim as
+	// to_date. Replay mode only, 0.13 and later. At most one of ToID and
+	// ToDate may be set.
+	ToDate string
 }
 
 // hasCursor reports whether the request carries a start position, in which
@@ -63,6 +71,8 @@ type wireRequest struct {
 	Identifier json.RawMessage `json:"identifier"`
 	FromID     string          `json:"from_id,omitempty"`
 	FromDate   string          `json:"from_date,omitempty"`
+	ToID       string          `json:"to_id,omitempty"`
+	ToDate     string          `json:"to_date,omitempty"`
 }
 
 // body renders the JSON request body.
@@ -76,7 +86,13 @@ func (r Request) body(m Mode) ([]byte, error) {
 	if m == Replay && !r.hasCursor() {
 		return nil, fmt.Errorf("%w: replay needs a start position (from_id or from_date)", ErrInvalidRequest)
 	}
-	w := wireRequest{EventType: r.EventType, Identifier: bytes.TrimSpace(r.Identifier), FromDate: r.FromDate}
+	if r.ToID != nil && r.ToDate != "" {
+		return nil, fmt.Errorf("%w: both to_id and to_date are set; use one", ErrInvalidRequest)
+	}
+	if m != Replay && (r.ToID != nil || r.ToDate != "") {
+		return nil, fmt.Errorf("%w: to_id and to_date (the end of a bounded replay) are only valid in replay mode, not %s", ErrInvalidRequest, m)
+	}
+	w := wireRequest{EventType: r.EventType, Identifier: bytes.TrimSpace(r.Identifier), FromDate: r.FromDate, ToDate: r.ToDate}
 	if len(w.Identifier) == 0 {
 		w.Identifier = json.RawMessage("{}")
 	}
@@ -85,6 +101,9 @@ func (r Request) body(m Mode) ([]byte, error) {
 	}
 	if r.FromID != nil {
 		w.FromID = strconv.FormatUint(*r.FromID, 10)
+	}
+	if r.ToID != nil {
+		w.ToID = strconv.FormatUint(*r.ToID, 10)
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
