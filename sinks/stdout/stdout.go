@@ -3,6 +3,17 @@
 // standard output. A notification is acknowledged only after the write that
 // carries its line has returned successfully.
 //
+// What a consumer reads: every line ends with '\n' and is one whole
+// CloudEvent JSON. A write cut short by an error is completed with the rest
+// of the same line before anything else is written, so a fragment is never
+// followed by '\n' or by another line. The one exception is the end of the
+// output: when the process stops while a write is blocked (a stalled
+// reader: a line larger than the pipe's free space cannot be written
+// atomically) or keeps failing, the output can end with the first part of
+// a line and no '\n'. A consumer must drop a last line that does not end
+// with '\n'. That notification was never acknowledged, so the checkpoint
+// does not include it and the next run writes it again in full.
+//
 // Data flow: bridge.Pipeline -> Sink.Publish -> (flusher) io.Writer ->
 // Sink.Acks -> bridge.Pipeline. Lines published while a write is in
 // progress are written together by the next write (group commit), so the
@@ -26,6 +37,11 @@ import (
 // ErrClosed is returned by Publish and DeadLetter after Close. It is
 // retryable: a closed sink never rejects a notification permanently.
 var ErrClosed = errors.New("stdout sink: closed")
+
+// ErrWriteAbandoned is the Ack error of every notification still queued or
+// being written when Close's context ended: even if a blocked write
+// returns later, those notifications are never reported as acknowledged.
+var ErrWriteAbandoned = errors.New("stdout sink: Close gave up before the write returned")
 
 // Options configures a Sink.
 type Options struct {
@@ -57,7 +73,10 @@ type Sink struct {
 	lastErr error        // the last write error (Healthy)
 	partial *partialLine // a line cut by a short write
 	closed  bool
-	wake    chan struct{}
+	// abandoned: Close's context ended before the flusher finished; the
+	// flusher acknowledges nothing more and stops after its current write.
+	abandoned bool
+	wake      chan struct{}
 	done    chan struct{}
 
 	dlMu sync.Mutex
@@ -129,13 +148,14 @@ func (s *Sink) Publish(_ context.Context, n *bridge.Notification) error {
 	}
 	if p := s.partial; p != nil {
 		s.partial = nil
+		// Complete the line the failed write cut short (with its own bytes
+		// even when n is another notification: a '\n' after the fragment
+		// would make it a line that is not JSON).
+		s.buf = append(s.buf, p.rest...)
 		if p.seq == n.Sequence {
-			// Complete the line the failed write cut short.
-			s.buf = append(s.buf, p.rest...)
 			s.queued(n, true)
 			return nil
 		}
-		s.buf = append(s.buf, '\n') // end the fragment; never glue two lines
 	}
 	s.buf = appendLine(s.buf, n.CloudEvent)
 	s.queued(n, false)
@@ -177,13 +197,24 @@ func (s *Sink) flusher() {
 		batch := s.buf
 		s.buf, s.spare = s.spare[:0], nil
 		lines, s.lines = s.lines, lines[:0]
-		closing := s.closed
+		closing, abandoned := s.closed, s.abandoned
 		s.mu.Unlock()
+		if abandoned {
+			s.abandon(batch, lines, 0)
+			return
+		}
 
 		if len(batch) > 0 {
 			n, err := s.out.Write(batch)
 			if err == nil && n < len(batch) {
 				err = io.ErrShortWrite
+			}
+			s.mu.Lock()
+			abandoned := s.abandoned
+			s.mu.Unlock()
+			if abandoned {
+				s.abandon(batch, lines, n)
+				return
 			}
 			if err != nil {
 				s.failWrite(batch, lines, n, err)
@@ -197,14 +228,54 @@ func (s *Sink) flusher() {
 		s.spare = batch[:0]
 		idle := len(s.lines) == 0
 		if closing && idle {
-			if s.partial != nil {
-				s.partial = nil
-				_, _ = s.out.Write([]byte{'\n'}) // end the fragment for whoever writes next
-			}
+			p := s.partial
+			s.partial = nil
 			s.mu.Unlock()
+			if p != nil {
+				// Complete the cut line: the output ends with whole lines
+				// whenever the writer lets it.
+				_, _ = s.out.Write(p.rest)
+			}
 			return
 		}
 		s.mu.Unlock()
+	}
+}
+
+// abandon ends the flusher after Close gave up: the write of batch (lines)
+// returned with written bytes out. Every notification of the batch and
+// everything queued is acknowledged with ErrWriteAbandoned, written or not;
+// a line the write cut is completed, best effort, so that the output does
+// not end with a fragment when the writer recovers.
+func (s *Sink) abandon(batch []byte, lines []lineRef, written int) {
+	s.mu.Lock()
+	var rest []byte
+	start := 0
+	for _, l := range lines {
+		if l.end > written {
+			switch {
+			case written > start:
+				rest = batch[written:l.end]
+			case written == start && l.completion:
+				rest = batch[start:l.end]
+			}
+			break
+		}
+		start = l.end
+	}
+	if rest == nil && s.partial != nil {
+		rest = s.partial.rest
+	}
+	queued := s.lines
+	s.lines, s.buf, s.partial = nil, nil, nil
+	s.mu.Unlock()
+	if len(rest) > 0 {
+		_, _ = s.out.Write(rest)
+	}
+	for _, ls := range [][]lineRef{lines, queued} {
+		for _, l := range ls {
+			s.acks <- bridge.Ack{Sequence: l.seq, ID: l.id, Err: ErrWriteAbandoned}
+		}
 	}
 }
 
@@ -303,8 +374,11 @@ func (s *Sink) Healthy() error {
 }
 
 // Close writes what is queued, acknowledges it, and stops the flusher; it
-// waits until ctx is done. Publish fails after Close. The Acks channel is
-// not closed.
+// waits until ctx is done, also when a write is blocked (a stalled reader).
+// When ctx ends first, Close returns at once and every notification not yet
+// acknowledged is acknowledged with ErrWriteAbandoned, never as stored,
+// even if the blocked write returns later. Publish fails after Close. The
+// Acks channel is not closed.
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closed {
@@ -316,6 +390,14 @@ func (s *Sink) Close(ctx context.Context) error {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("stdout sink: close: %w", ctx.Err())
 	}
+	s.mu.Lock()
+	s.abandoned = true
+	s.mu.Unlock()
+	select {
+	case <-s.done: // finished meanwhile: everything was acknowledged
+		return nil
+	default:
+	}
+	return fmt.Errorf("stdout sink: close: %w", ctx.Err())
 }

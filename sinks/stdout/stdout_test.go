@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -316,4 +318,219 @@ func firstDiff(a, b string) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// consumerLines reads out the way the package documentation tells a
+// consumer to: a last line without '\n' is dropped; every other line must
+// be one whole CloudEvent JSON. It returns the ids of those lines.
+func consumerLines(t *testing.T, out string) []string {
+	t.Helper()
+	parts := strings.Split(out, "\n")
+	var ids []string
+	for i, l := range parts[:len(parts)-1] {
+		var ce struct{ ID string }
+		if err := json.Unmarshal([]byte(l), &ce); err != nil || ce.ID == "" {
+			t.Fatalf("output line %d is not a CloudEvent (%v): %q", i, err, l)
+		}
+		ids = append(ids, ce.ID)
+	}
+	return ids
+}
+
+// blockingWriter is a pipe whose reader stalls: its first Write puts cut
+// bytes out, signals entered, and blocks until release is closed; then it
+// puts out the rest (the reader came back), or fails with failAfter.
+type blockingWriter struct {
+	writer
+	cut       int
+	entered   chan struct{}
+	release   chan struct{}
+	failAfter error
+	once      sync.Once
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	first := false
+	w.once.Do(func() { first = true })
+	if !first {
+		return w.writer.Write(p)
+	}
+	n := min(w.cut, len(p))
+	w.writer.Write(p[:n])
+	close(w.entered)
+	<-w.release
+	if w.failAfter != nil {
+		return n, w.failAfter
+	}
+	m, err := w.writer.Write(p[n:])
+	return n + m, err
+}
+
+// A stop while a write is blocked: Close returns when its ctx ends, and no
+// notification of the blocked write or queued behind it is ever reported
+// as acknowledged, even when the write returns later. The output a
+// consumer keeps holds only whole lines.
+func TestCloseWithBlockedWrite(t *testing.T) {
+	tests := []struct {
+		name      string
+		failAfter error  // how the blocked write ends
+		wantOut   string // output after it ended
+	}{
+		{name: "reader comes back", wantOut: line(1)},
+		// The cut line is completed, best effort, when the writer takes it.
+		{name: "write fails", failAfter: errors.New("EAGAIN"), wantOut: line(1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := &blockingWriter{cut: 20, entered: make(chan struct{}), release: make(chan struct{}), failAfter: tt.failAfter}
+			s := stdout.New(stdout.Options{Out: out, DeadLetter: &writer{}, MaxInFlight: 8})
+			ctx := context.Background()
+			if err := s.Publish(ctx, note(1)); err != nil {
+				t.Fatal(err)
+			}
+			<-out.entered // line 1 is cut after 20 bytes; the write blocks
+			for seq := uint64(2); seq <= 3; seq++ {
+				if err := s.Publish(ctx, note(seq)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			defer cancel()
+			closed := make(chan error, 1)
+			go func() { closed <- s.Close(cctx) }()
+			select {
+			case err := <-closed:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Close = %v, want the context's deadline", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close did not return after its context ended while a write was blocked")
+			}
+			close(out.release) // the blocked write returns now
+			for seq := uint64(1); seq <= 3; seq++ {
+				if a := nextAck(t, s); a.Sequence != seq || !errors.Is(a.Err, stdout.ErrWriteAbandoned) || bridge.IsPermanent(a.Err) {
+					t.Fatalf("ack %+v, want a retryable ErrWriteAbandoned for %d", a, seq)
+				}
+			}
+			waitOutput(t, &out.writer, tt.wantOut)
+			if ids := consumerLines(t, out.String()); len(ids) > 1 {
+				t.Fatalf("lines %v written after Close gave up", ids)
+			}
+		})
+	}
+}
+
+// waitOutput polls w until it holds want.
+func waitOutput(t *testing.T, w *writer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.String() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("output\n%q\nwant\n%q", w.String(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A line a failed write cut short never becomes a line of its own: it is
+// completed with its own bytes before anything else (also when the stop
+// comes before its re-send), and when the writer keeps
+// failing the output ends with the fragment and no '\n', which the
+// documented consumer rule drops.
+func TestCutLineIsCompletedOrLeftLast(t *testing.T) {
+	tests := []struct {
+		name string
+		// after line 2 was cut, before Close
+		then    func(t *testing.T, s *stdout.Sink, out *writer)
+		wantOut string
+		wantIDs []string
+	}{
+		{
+			name:    "stop before the re-send",
+			then:    func(*testing.T, *stdout.Sink, *writer) {},
+			wantOut: line(1) + line(2),
+			wantIDs: []string{"mars@1", "mars@2"},
+		},
+		{
+			name: "writer keeps failing",
+			then: func(_ *testing.T, _ *stdout.Sink, out *writer) {
+				out.setFail(func([]byte) (int, error) { return 0, errors.New("EPIPE") })
+			},
+			wantOut: line(1) + line(2)[:10],
+			wantIDs: []string{"mars@1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := &writer{}
+			s := stdout.New(stdout.Options{Out: out, DeadLetter: &writer{}, MaxInFlight: 8})
+			ctx := context.Background()
+			if err := s.Publish(ctx, note(1)); err != nil {
+				t.Fatal(err)
+			}
+			nextAck(t, s)
+			out.setFail(func([]byte) (int, error) { return 10, errors.New("EAGAIN") })
+			if err := s.Publish(ctx, note(2)); err != nil {
+				t.Fatal(err)
+			}
+			if a := nextAck(t, s); a.Sequence != 2 || a.Err == nil {
+				t.Fatalf("ack %+v, want the failure of 2", a)
+			}
+			out.setFail(nil)
+			tt.then(t, s, out)
+			if err := s.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if out.String() != tt.wantOut {
+				t.Fatalf("output\n%q\nwant\n%q", out.String(), tt.wantOut)
+			}
+			if ids := consumerLines(t, out.String()); strings.Join(ids, ",") != strings.Join(tt.wantIDs, ",") {
+				t.Fatalf("consumer reads %v, want %v", ids, tt.wantIDs)
+			}
+		})
+	}
+}
+
+// With a real pipe whose reader stalls, a line larger than the pipe's
+// buffer cannot be written whole: the stop leaves its first part without
+// '\n' (and never acknowledges it), and a consumer that drops a last line
+// without '\n' reads exactly the lines written before.
+func TestStalledPipeReaderAtStop(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	s := stdout.New(stdout.Options{Out: w, DeadLetter: &writer{}, MaxInFlight: 8})
+	ctx := context.Background()
+	if err := s.Publish(ctx, note(1)); err != nil {
+		t.Fatal(err)
+	}
+	if a := nextAck(t, s); a.Err != nil {
+		t.Fatal(a.Err)
+	}
+	big := note(2)
+	big.CloudEvent = []byte(`{"id":"mars@2","data":"` + strings.Repeat("x", 1<<20) + `"}`) // > any pipe buffer
+	if err := s.Publish(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := s.Close(cctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close = %v, want the context's deadline", err)
+	}
+	w.Close() // the process exits: the blocked write ends
+	if a := nextAck(t, s); a.Sequence != 2 || a.Err == nil {
+		t.Fatalf("ack %+v, want no acknowledgement of 2", a)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(got), line(1)) || len(got) == len(line(1)) || got[len(got)-1] == '\n' {
+		t.Fatalf("output (%d bytes) should be line 1 and a fragment of line 2 without '\\n'", len(got))
+	}
+	if ids := consumerLines(t, string(got)); strings.Join(ids, ",") != "mars@1" {
+		t.Fatalf("consumer reads %v, want [mars@1]", ids)
+	}
 }
