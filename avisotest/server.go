@@ -223,6 +223,7 @@ func NewServer(t TB, opts ...Option) *Server {
 	s, err := New(opts...)
 	if err != nil {
 		t.Fatalf("avisotest: %v", err)
+		return nil // for a TB whose Fatalf returns
 	}
 	t.Cleanup(s.Close)
 	return s
