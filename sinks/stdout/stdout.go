@@ -77,7 +77,7 @@ type Sink struct {
 	// flusher acknowledges nothing more and stops after its current write.
 	abandoned bool
 	wake      chan struct{}
-	done    chan struct{}
+	done      chan struct{}
 
 	dlMu sync.Mutex
 }
