@@ -96,6 +96,7 @@ func (g *gauge) Get() float64 { return math.Float64frombits(g.bits.Load()) }
 type testMetrics struct {
 	*bridge.Metrics
 	received, duplicates, malformed, gaps, serverErrors, replayLimits counter
+	unrenderable, behind                                              counter
 	connected                                                         gauge
 
 	mu         sync.Mutex
@@ -110,6 +111,8 @@ func newTestMetrics() *testMetrics {
 	m.SequenceGaps = &m.gaps
 	m.ServerErrors = &m.serverErrors
 	m.ReplayLimitsReached = &m.replayLimits
+	m.Unrenderable = &m.unrenderable
+	m.BehindCheckpoint = &m.behind
 	m.Connected = &m.connected
 	m.Reconnects = func(reason string) bridge.Counter {
 		m.mu.Lock()
@@ -313,11 +316,26 @@ type env struct {
 	runErr atomic.Pointer[error]
 }
 
-func newEnv(t *testing.T, opts ...avisotest.Option) *env {
+// versions are the aviso-server releases every fault test runs against.
+var versions = []avisotest.Version{avisotest.V071, avisotest.V013}
+
+// forEachVersion runs f as a parallel subtest per aviso-server version.
+func forEachVersion(t *testing.T, f func(t *testing.T, v avisotest.Version)) {
+	t.Helper()
+	for _, v := range versions {
+		t.Run(v.String(), func(t *testing.T) {
+			t.Parallel()
+			f(t, v)
+		})
+	}
+}
+
+// newEnv starts an aviso server imitating version v.
+func newEnv(t *testing.T, v avisotest.Version, opts ...avisotest.Option) *env {
 	t.Helper()
 	e := &env{
 		t:     t,
-		srv:   avisotest.NewServer(t, opts...),
+		srv:   avisotest.NewServer(t, append([]avisotest.Option{avisotest.WithVersion(v)}, opts...)...),
 		sink:  newRecordSink(),
 		mem:   checkpoint.NewMemory(),
 		clock: &fakeClock{},

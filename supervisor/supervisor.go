@@ -58,14 +58,41 @@ type Config struct {
 	Identifier json.RawMessage
 	Start      Start
 	Pipeline   Pipeline
-	// DeadLetterMalformed sends undecodable frames (and the end of an
-	// oversized event) to the dead-letter destination through
-	// Pipeline.DeadLetter (BRIDGE_ON_REJECT=dlq). A permanent dead-letter
-	// failure ends Run with that error.
+	// ToID and ToDate are AVISO_TO_ID and AVISO_TO_DATE: the inclusive end
+	// of a replay (Mode Replay only; at most one). They are sent as aviso's
+	// to_id/to_date, and the bridge also stops itself there (never
+	// forwarding a notification past the bound), so an aviso-server older
+	// than 0.13, which refuses the fields, delivers the same range. Without
+	// them, the end_sequence of the first replay_started (aviso-server 0.13)
+	// is pinned and sent as to_id on every reconnect, so that a replay stays
+	// finite while the server keeps publishing.
+	ToID   *uint64
+	ToDate string
+	// DeadLetters sends what cannot be forwarded to the dead-letter
+	// destination through Pipeline.DeadLetter (BRIDGE_ON_REJECT=dlq):
+	// undecodable frames and the end of an oversized event (kind malformed),
+	// and notifications aviso-server reports it cannot build (kind
+	// unrenderable). A permanent dead-letter failure ends Run with that
+	// error.
+	DeadLetters bool
+	// DeadLetterMalformed is the former name of DeadLetters: either enables
+	// dead letters.
 	DeadLetterMalformed bool
-	Logger              *slog.Logger
-	Metrics             *bridge.Metrics
-	Clock               Clock
+	// BehindGrace is how long aviso-server may serve only sequences at or
+	// below the bridge's position, within one connection, before the
+	// supervisor reports it behind the checkpoint (Status.BehindCheckpoint,
+	// WARN aviso.stream.behind_checkpoint; default 30 s).
+	BehindGrace time.Duration
+	// BehindWarnInterval is the least time between two WARNs of one
+	// behind-checkpoint episode (default 5 min).
+	BehindWarnInterval time.Duration
+	// CheckpointName names the checkpoint in the behind-checkpoint hint
+	// (`aviso-bridge checkpoint set NAME SEQ`): the listener name (default
+	// the event type).
+	CheckpointName string
+	Logger         *slog.Logger
+	Metrics        *bridge.Metrics
+	Clock          Clock
 	// Backoff for transport failures (default 250 ms doubling to 30 s).
 	Backoff Backoff
 	// ShutdownDelay is the wait after a server_shutdown close (default 5 s).
@@ -75,10 +102,6 @@ type Config struct {
 	ShortSession time.Duration
 	// ProgressInterval bounds the INFO progress lines while catching up (default 5 s).
 	ProgressInterval time.Duration
-	// MaxSequenceErrors is how many consecutive aviso error frames naming the
-	// same sequence, with no progress in between, the supervisor retries
-	// before it gives that sequence up as malformed (default 5).
-	MaxSequenceErrors int
 }
 
 // ConfigError is a failure that only a configuration change can fix
@@ -106,6 +129,9 @@ type Supervisor struct {
 	lastForwarded uint64
 	haveForwarded bool   // lastForwarded is meaningful (a checkpoint, FromID-1, or a forwarded notification)
 	fromDate      string // bootstrap date (AVISO_FROM_DATE or the pinned live start) until the first notification
+	deadLetters   bool
+	end           replayEnd
+	behind        behindTracker
 
 	mu     sync.Mutex
 	status Status
@@ -126,6 +152,12 @@ type Status struct {
 	// LastForwarded is the highest sequence handed to the pipeline.
 	LastForwarded uint64
 	HaveForwarded bool
+	// BehindCheckpoint is non-empty, with a human-readable detail, while
+	// aviso-server serves only sequences at or below the bridge's position
+	// (its storage was reset, or the checkpoint comes from elsewhere): the
+	// bridge is then not ready. It clears when a notification above the
+	// position arrives.
+	BehindCheckpoint string
 }
 
 // New validates cfg and fills defaults.
@@ -160,8 +192,14 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.ProgressInterval <= 0 {
 		cfg.ProgressInterval = 5 * time.Second
 	}
-	if cfg.MaxSequenceErrors <= 0 {
-		cfg.MaxSequenceErrors = 5
+	if cfg.BehindGrace <= 0 {
+		cfg.BehindGrace = 30 * time.Second
+	}
+	if cfg.BehindWarnInterval <= 0 {
+		cfg.BehindWarnInterval = 5 * time.Minute
+	}
+	if cfg.CheckpointName == "" {
+		cfg.CheckpointName = cfg.EventType
 	}
 	if id := bytes.TrimSpace(cfg.Identifier); len(id) > 0 && (id[0] != '{' || !json.Valid(id)) {
 		return nil, &ConfigError{Setting: "AVISO_IDENTIFIER", Err: fmt.Errorf("identifier %q is not a JSON object", truncate(string(id), 200))}
@@ -170,10 +208,15 @@ func New(cfg Config) (*Supervisor, error) {
 	if st.FromID != nil && st.FromDate != "" {
 		return nil, &ConfigError{Setting: "AVISO_FROM_ID or AVISO_FROM_DATE", Err: errors.New("set at most one start position")}
 	}
+	end, err := newReplayEnd(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range reconnectReasons {
 		cfg.Metrics.Reconnects(r)
 	}
-	s := &Supervisor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics}
+	s := &Supervisor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, end: end,
+		deadLetters: cfg.DeadLetters || cfg.DeadLetterMalformed}
 	switch {
 	case st.HasCheckpoint:
 		s.lastForwarded, s.haveForwarded = st.Checkpoint, true
@@ -276,9 +319,6 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		authRetried   bool // the immediate retry after a 401 was used in this failure cycle
 		lastLimitSeq  uint64
 		limitStreak   int
-		errSeq        uint64 // sequence named by the last error frame
-		errSeqAt      uint64 // lastForwarded when it was named
-		errSeqStreak  int
 		refresh       bool // re-read the credentials before the next request (after a 401)
 	)
 	defer s.setDisconnected("stopped")
@@ -321,26 +361,6 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			shortSessions++
 		} else {
 			shortSessions = 0
-		}
-
-		// Error frames naming a sequence that keeps failing with no progress
-		// in between: give it up loudly after MaxSequenceErrors tries so that
-		// the watch is not stuck on it forever.
-		if ef, ok := out.err.(*serverErrorFrame); ok && ef.hasSeq {
-			if ef.seq == errSeq && s.lastForwarded == errSeqAt && errSeqStreak > 0 {
-				errSeqStreak++
-			} else {
-				errSeq, errSeqAt, errSeqStreak = ef.seq, s.lastForwarded, 1
-			}
-			if errSeqStreak >= s.cfg.MaxSequenceErrors && (!s.haveForwarded || ef.seq > s.lastForwarded) {
-				s.log.Error("aviso.sequence.abandoned", "sequence", ef.seq, "attempts", errSeqStreak,
-					"request_id", out.requestID, "error", ef.message,
-					"hint", "aviso-server cannot build this notification; it is counted as malformed and skipped")
-				s.m.MalformedFrames.Inc()
-				s.setForwarded(ef.seq)
-				errSeqStreak = 0
-				attempt = 0 // the cursor moved: start the backoff again
-			}
 		}
 
 		var delay time.Duration
@@ -440,26 +460,41 @@ func (s *Supervisor) request() (aviso.Request, error) {
 	case s.fromDate != "":
 		req.FromDate = s.fromDate
 	}
+	if s.cfg.Mode == aviso.Replay {
+		s.end.apply(&req)
+	}
 	return req, nil
 }
 
 func cursorAttrs(req aviso.Request) []any {
+	var out []any
 	switch {
 	case req.FromID != nil:
-		return []any{"from_id", strconv.FormatUint(*req.FromID, 10)}
+		out = []any{"from_id", strconv.FormatUint(*req.FromID, 10)}
 	case req.FromDate != "":
-		return []any{"from_date", req.FromDate}
+		out = []any{"from_date", req.FromDate}
+	default:
+		out = []any{"from", "live"}
 	}
-	return []any{"from", "live"}
+	switch {
+	case req.ToID != nil:
+		out = append(out, "to_id", strconv.FormatUint(*req.ToID, 10))
+	case req.ToDate != "":
+		out = append(out, "to_date", req.ToDate)
+	}
+	return out
 }
 
 // session runs one connection to its end.
 func (s *Supervisor) session(ctx context.Context) (out outcome) {
+	if s.end.reached(s) {
+		return s.finished("", "the position is at the end of the replay")
+	}
 	req, err := s.request()
 	if err != nil {
 		return outcome{fatal: err}
 	}
-	st, err := s.cfg.Client.Connect(ctx, s.cfg.Mode, req)
+	st, req, err := s.connect(ctx, req)
 	if err != nil {
 		return s.connectFailure(ctx, req, err)
 	}
@@ -474,6 +509,10 @@ func (s *Supervisor) session(ctx context.Context) (out outcome) {
 	if st.Anomaly != "" {
 		s.log.Warn("aviso.connection.unexpected_opening", "request_id", rid, "anomaly", st.Anomaly,
 			"action", "accepted: notifications are forwarded and deduplicated as usual")
+	}
+	s.behind.newConnection()
+	if st.Opening.Kind == aviso.KindReplayStarted {
+		s.replayStarted(&st.Opening, rid)
 	}
 	if st.Opening.Kind == aviso.KindConnectionEstablished && !s.haveForwarded && s.fromDate == "" && req.FromID == nil {
 		// Live-only start: pin it to the server's clock so a reconnect
@@ -501,6 +540,9 @@ func (s *Supervisor) session(ctx context.Context) (out outcome) {
 		}
 		switch f.Kind {
 		case aviso.KindNotification:
+			if s.end.beyond(f.Notification.Sequence, f.Notification.Time) {
+				return s.finished(rid, fmt.Sprintf("sequence %d is past the end of the replay", f.Notification.Sequence))
+			}
 			ok, err := s.forward(ctx, &f.Notification)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -511,7 +553,12 @@ func (s *Supervisor) session(ctx context.Context) (out outcome) {
 			if ok {
 				forwarded++
 				s.progress(&prog, &f.Notification, !replayCompleted && st.Opening.Kind == aviso.KindReplayStarted)
+				if s.end.reached(s) {
+					return s.finished(rid, "the end of the replay was forwarded")
+				}
 			}
+		case aviso.KindHeartbeat:
+			s.behind.tick(s)
 		case aviso.KindDecodeError:
 			if err := s.malformed(ctx, f, rid); err != nil {
 				if ctx.Err() != nil {
@@ -530,20 +577,9 @@ func (s *Supervisor) session(ctx context.Context) (out outcome) {
 				"last_forwarded", s.lastForwarded, "action", "reconnecting from the cursor to keep paging")
 			return outcome{reason: reasonReplayLimit, policy: policyProgress, requestID: rid, confirmed: true}
 		case aviso.KindServerError:
-			s.m.ServerErrors.Inc()
-			erid := firstNonEmpty(f.RequestID, rid)
-			if f.HasSequence && s.haveForwarded && f.Sequence <= s.lastForwarded {
-				// A failed re-send of something already forwarded (a seam
-				// duplicate): nothing is missing, so no reconnect.
-				s.log.Warn("aviso.server.error", "request_id", erid, "error", f.ErrorCode, "message", f.Message,
-					"sequence", f.Sequence, "topic", f.Topic, "action", "ignored: sequence already forwarded")
-				continue
+			if out, stop := s.serverError(ctx, &f, rid); stop {
+				return out
 			}
-			s.log.Error("aviso.server.error", "request_id", erid, "error", f.ErrorCode,
-				"message", f.Message, "sequence", f.Sequence, "topic", f.Topic,
-				"action", "reconnecting from the cursor after a backoff")
-			return outcome{reason: reasonServerError, policy: policyBackoff, requestID: erid,
-				err: &serverErrorFrame{code: f.ErrorCode, message: f.Message, seq: f.Sequence, hasSeq: f.HasSequence}}
 		case aviso.KindClosing:
 			return s.closing(f, rid, replayCompleted)
 		}
@@ -557,8 +593,10 @@ func (s *Supervisor) forward(ctx context.Context, an *aviso.Notification) (ok bo
 	if s.haveForwarded && an.Sequence <= s.lastForwarded {
 		s.m.DuplicatesDropped.Inc()
 		s.log.Debug("aviso.notification.duplicate", "sequence", an.Sequence, "last_forwarded", s.lastForwarded)
+		s.behind.duplicate(s, an.Sequence)
 		return false, nil
 	}
+	s.behind.ahead(s, an.Sequence)
 	if s.haveForwarded && an.Sequence > s.lastForwarded+1 {
 		s.m.SequenceGaps.Inc()
 		s.log.Debug("aviso.sequence.gap", "expected", s.lastForwarded+1, "observed", an.Sequence)
@@ -634,8 +672,8 @@ func (s *Supervisor) malformed(ctx context.Context, f aviso.Frame, rid string) e
 		reason = f.Err.Error()
 	}
 	s.log.Error("aviso.frame.malformed", "event", f.Event, "error", reason, "raw", logged, "request_id", rid,
-		"dead_lettered", s.cfg.DeadLetterMalformed)
-	if !s.cfg.DeadLetterMalformed {
+		"dead_lettered", s.deadLetters)
+	if !s.deadLetters {
 		return nil
 	}
 	err := s.cfg.Pipeline.DeadLetter(ctx, bridge.DeadLetter{Kind: bridge.DeadLetterMalformed, Raw: raw, Event: f.Event, Reason: reason})
@@ -656,8 +694,7 @@ func (s *Supervisor) closing(f aviso.Frame, rid string, replayCompleted bool) ou
 		return outcome{reason: reasonShutdown, policy: policyShutdown, requestID: rid, confirmed: true}
 	case "end_of_stream":
 		if s.cfg.Mode == aviso.Replay && replayCompleted {
-			s.log.Info("aviso.replay.finished", "request_id", rid, "last_forwarded", s.lastForwarded)
-			return outcome{done: true}
+			return s.finished(rid, "replay_completed")
 		}
 		return outcome{reason: reasonEndOfStream, policy: policyImmediate, requestID: rid, confirmed: true}
 	default:
@@ -698,7 +735,7 @@ func (s *Supervisor) tooLarge(ctx context.Context, err error, rid string) outcom
 	out := outcome{reason: reasonEventTooLarge, policy: policyBackoff, requestID: rid, err: err}
 	var te *aviso.EventTooLargeError
 	skip := errors.As(err, &te) && recoveredOwnID(te) && (!s.haveForwarded || te.Sequence > s.lastForwarded)
-	attrs := []any{"error", err.Error(), "request_id", rid, "dead_lettered", s.cfg.DeadLetterMalformed}
+	attrs := []any{"error", err.Error(), "request_id", rid, "dead_lettered", s.deadLetters}
 	if skip {
 		attrs = append(attrs, "sequence", te.Sequence, "action", "skipped: resuming after it",
 			"hint", "raise AVISO_MAX_EVENT_SIZE to forward such notifications")
@@ -707,7 +744,7 @@ func (s *Supervisor) tooLarge(ctx context.Context, err error, rid string) outcom
 			"hint", "raise AVISO_MAX_EVENT_SIZE: the stream cannot move past this event")
 	}
 	s.log.Error("aviso.frame.too_large", attrs...)
-	if s.cfg.DeadLetterMalformed && te != nil {
+	if s.deadLetters && te != nil {
 		dl := bridge.DeadLetter{Kind: bridge.DeadLetterMalformed, Raw: te.Tail, Reason: err.Error() + " (body: the end of the event only)"}
 		if derr := s.cfg.Pipeline.DeadLetter(ctx, dl); derr != nil {
 			if ctx.Err() != nil {
@@ -837,14 +874,9 @@ func (s *Supervisor) settingFor(he *aviso.HTTPError, req aviso.Request) string {
 type serverErrorFrame struct {
 	code    string
 	message string
-	seq     uint64
-	hasSeq  bool
 }
 
 func (e *serverErrorFrame) Error() string {
-	if e.hasSeq {
-		return fmt.Sprintf("aviso error frame %q for sequence %d: %s", e.code, e.seq, e.message)
-	}
 	return fmt.Sprintf("aviso error frame %q: %s", e.code, e.message)
 }
 
