@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,12 +41,17 @@ type fileEntry struct {
 }
 
 // File is the file checkpoint store (CHECKPOINT_STORE=file). It holds an
-// exclusive lock on "<path>.lock" from OpenFile to Close, so two bridges
-// cannot share one file, and replaces the file atomically on every commit
-// (temp file in the same directory, fsync, rename, fsync of the directory):
-// after a crash the file holds either the previous or the new state.
+// exclusive lock on "<real path>.lock" from OpenFile to Close, so two
+// bridges cannot share one file, and replaces the file atomically on every
+// commit (temp file in the same directory, fsync, rename, fsync of the
+// directory): after a crash the file holds either the previous or the new
+// state. The real path is the configured one with every symbolic link
+// resolved (also a dangling link to a file not created yet), so a store
+// opened through a link and one opened through the real path share the
+// lock, and a commit replaces the link's target, never the link.
 type File struct {
-	path string
+	path string // as configured (messages)
+	real string // path with symbolic links resolved (I/O and lock)
 	key  string
 
 	mu     sync.Mutex
@@ -73,11 +79,17 @@ func OpenFile(path, key string) (*File, error) {
 	if key == "" {
 		return nil, errors.New("CHECKPOINT_KEY: empty key")
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("CHECKPOINT_FILE %s: create directory: %w", path, err)
 	}
-	lockPath := path + ".lock"
+	real, err := realPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("CHECKPOINT_FILE %s: resolve symbolic links: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(real), 0o755); err != nil {
+		return nil, fmt.Errorf("CHECKPOINT_FILE %s: create directory %s: %w", path, filepath.Dir(real), err)
+	}
+	lockPath := real + ".lock"
 	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("CHECKPOINT_FILE %s: open lock file: %w", path, err)
@@ -97,7 +109,7 @@ func OpenFile(path, key string) (*File, error) {
 	if lock.Truncate(0) == nil {
 		_, _ = lock.WriteAt([]byte(fmt.Sprintf("%d\n", os.Getpid())), 0)
 	}
-	f := &File{path: path, key: key, lock: lock, syncFn: (*os.File).Sync}
+	f := &File{path: path, real: real, key: key, lock: lock, syncFn: (*os.File).Sync}
 	if err := f.removeTemps(); err != nil {
 		f.Close()
 		return nil, err
@@ -109,15 +121,77 @@ func OpenFile(path, key string) (*File, error) {
 	return f, nil
 }
 
-// Path returns the file's path.
+// Path returns the file's path as configured.
 func (f *File) Path() string { return f.path }
 
-func (f *File) tempPrefix() string { return filepath.Base(f.path) + ".tmp-" }
+// RealPath returns the file's path with symbolic links resolved: the file
+// that is read, replaced and locked.
+func (f *File) RealPath() string { return f.real }
+
+// OtherKeys returns, sorted, the checkpoint keys the file held at OpenFile
+// besides this store's key. When Load finds no checkpoint but OtherKeys is
+// not empty, the checkpoint key has probably changed (a new AVISO_URL,
+// AVISO_EVENT_TYPE or AVISO_IDENTIFIER spelling, or CHECKPOINT_KEY): the
+// caller should warn, naming these keys, before starting from AVISO_FROM_*.
+func (f *File) OtherKeys() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var keys []string
+	for k := range f.doc.Checkpoints {
+		if k != f.key {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// maxLinks bounds the symbolic links realPath follows (as the kernel's
+// ELOOP limit does).
+const maxLinks = 40
+
+// realPath resolves every symbolic link of path, which need not exist: a
+// missing final name (or the missing target of a dangling link) is joined
+// to its resolved directory. The result is absolute.
+func realPath(path string) (string, error) {
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	for range maxLinks {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+		dir, err := filepath.EvalSymlinks(filepath.Dir(p))
+		if err != nil {
+			return "", err
+		}
+		p = filepath.Join(dir, filepath.Base(p))
+		target, err := os.Readlink(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return p, nil // the file does not exist yet
+		}
+		if err != nil {
+			return "", err // neither a link nor missing: EvalSymlinks said why
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(dir, target)
+		}
+		p = target // a dangling link: resolve its target
+	}
+	return "", fmt.Errorf("%s: too many levels of symbolic links", path)
+}
+
+func (f *File) tempPrefix() string { return filepath.Base(f.real) + ".tmp-" }
 
 // removeTemps deletes temp files a crash left between write and rename;
 // the lock guarantees no live writer owns them.
 func (f *File) removeTemps() error {
-	dir := filepath.Dir(f.path)
+	dir := filepath.Dir(f.real)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("CHECKPOINT_FILE %s: read directory: %w", f.path, err)
@@ -135,7 +209,7 @@ func (f *File) removeTemps() error {
 
 func (f *File) read() error {
 	f.doc = fileDoc{Version: fileVersion, KeyFormatVersion: keyFormatVersion, Checkpoints: map[string]json.RawMessage{}}
-	b, err := os.ReadFile(f.path)
+	b, err := os.ReadFile(f.real)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -229,7 +303,7 @@ func (f *File) Commit(_ context.Context, cp bridge.Checkpoint) error {
 // replace writes body to a temp file in the file's directory, syncs it,
 // renames it over the file and syncs the directory.
 func (f *File) replace(body []byte) (err error) {
-	dir := filepath.Dir(f.path)
+	dir := filepath.Dir(f.real)
 	tmp, err := os.CreateTemp(dir, f.tempPrefix())
 	if err != nil {
 		return err
@@ -257,7 +331,7 @@ func (f *File) replace(body []byte) (err error) {
 			return err
 		}
 	}
-	if err = os.Rename(tmp.Name(), f.path); err != nil {
+	if err = os.Rename(tmp.Name(), f.real); err != nil {
 		return err
 	}
 	return syncDir(dir)

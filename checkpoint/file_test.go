@@ -307,3 +307,132 @@ func TestFileOpenErrors(t *testing.T) {
 		t.Fatalf("uncreatable directory: %v", err)
 	}
 }
+
+// The lock holds through symbolic links: a store opened through a link
+// (to the file, to its directory, or dangling to a file not created yet)
+// and one opened through the real path conflict, in either order; a
+// commit through the link replaces the target and keeps the link.
+func TestFileLockThroughSymlinks(t *testing.T) {
+	tests := []struct {
+		name string
+		// setup returns the path through links and the real path.
+		setup func(t *testing.T, dir string) (link, real string)
+	}{
+		{"link to the file", func(t *testing.T, dir string) (string, string) {
+			real := filepath.Join(dir, "cp.json")
+			if err := os.WriteFile(real, []byte(`{"version":1,"checkpoints":{}}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(dir, "link.json")
+			mustSymlink(t, "cp.json", link)
+			return link, real
+		}},
+		{"dangling link to a file not created yet", func(t *testing.T, dir string) (string, string) {
+			if err := os.Mkdir(filepath.Join(dir, "data"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(dir, "link.json")
+			mustSymlink(t, "data/cp.json", link)
+			return link, filepath.Join(dir, "data", "cp.json")
+		}},
+		{"link to the directory", func(t *testing.T, dir string) (string, string) {
+			if err := os.Mkdir(filepath.Join(dir, "data"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			mustSymlink(t, filepath.Join(dir, "data"), filepath.Join(dir, "alias"))
+			return filepath.Join(dir, "alias", "cp.json"), filepath.Join(dir, "data", "cp.json")
+		}},
+		{"chain of links", func(t *testing.T, dir string) (string, string) {
+			mustSymlink(t, "b.json", filepath.Join(dir, "a.json"))
+			mustSymlink(t, "cp.json", filepath.Join(dir, "b.json"))
+			return filepath.Join(dir, "a.json"), filepath.Join(dir, "cp.json")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			link, real := tt.setup(t, dir)
+			for _, order := range [][2]string{{link, real}, {real, link}} {
+				f := openFile(t, order[0], testKey)
+				_, err := OpenFile(order[1], testKey)
+				if !errors.Is(err, bridge.ErrKeyHeld) {
+					t.Fatalf("OpenFile(%s) while %s is open: %v, want ErrKeyHeld", order[1], order[0], err)
+				}
+				f.Close()
+			}
+			f := openFile(t, link, testKey)
+			if err := f.Commit(context.Background(), cpAt(5)); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			fi, err := os.Lstat(link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if linked := filepath.Base(filepath.Dir(link)) != "alias"; linked && fi.Mode()&os.ModeSymlink == 0 {
+				t.Fatalf("the commit replaced the link %s with a file", link)
+			}
+			g := openFile(t, real, testKey)
+			if cp, found := mustLoad(t, g); !found || cp.Sequence != 5 {
+				t.Fatalf("real path holds %v %v, want the commit through the link", cp, found)
+			}
+			if want, _ := filepath.EvalSymlinks(real); g.RealPath() != want {
+				t.Errorf("RealPath %q, want %q", g.RealPath(), want)
+			}
+		})
+	}
+}
+
+func mustSymlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFileSymlinkLoop(t *testing.T) {
+	dir := t.TempDir()
+	mustSymlink(t, "b.json", filepath.Join(dir, "a.json"))
+	mustSymlink(t, "a.json", filepath.Join(dir, "b.json"))
+	_, err := OpenFile(filepath.Join(dir, "a.json"), testKey)
+	if err == nil || !strings.Contains(err.Error(), "CHECKPOINT_FILE") || !strings.Contains(err.Error(), "a.json") {
+		t.Fatalf("OpenFile through a link loop: %v", err)
+	}
+}
+
+// OtherKeys names the keys of other bridges (or of this bridge under an
+// older key) so that a changed checkpoint key can be warned about.
+func TestFileOtherKeys(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string // "" for no file
+		want []string
+	}{
+		{"no file", "", nil},
+		{"empty", `{"version":1,"checkpoints":{}}`, nil},
+		{"only this key", `{"version":1,"checkpoints":{"` + testKey + `":{"last_committed_sequence":1}}}`, nil},
+		{"other keys only", `{"version":1,"checkpoints":{"zz":{"last_committed_sequence":1},"aa":{"last_committed_sequence":2}}}`, []string{"aa", "zz"}},
+		{"this and others", `{"version":1,"checkpoints":{"` + testKey + `":{"last_committed_sequence":1},"old":{"last_committed_sequence":2}}}`, []string{"old"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cp.json")
+			if tt.doc != "" {
+				if err := os.WriteFile(path, []byte(tt.doc), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f := openFile(t, path, testKey)
+			if got := f.OtherKeys(); strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("OtherKeys = %q, want %q", got, tt.want)
+			}
+			// A commit of this key does not make it another key.
+			if err := f.Commit(context.Background(), cpAt(9)); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.OtherKeys(); strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("after Commit: OtherKeys = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
