@@ -15,6 +15,7 @@ import (
 // Defaults of PipelineConfig (interface.md section 2).
 const (
 	DefaultMaxInFlight        = 256
+	DefaultMaxInFlightBytes   = 64 << 20
 	DefaultCheckpointInterval = time.Second
 	DefaultShutdownTimeout    = 20 * time.Second
 	DefaultCommitTimeout      = 5 * time.Second
@@ -58,14 +59,23 @@ type PipelineConfig struct {
 	// window (received and not yet acknowledged). Build the sink with the same
 	// value so that its Acks buffer holds a full window. Default 256.
 	MaxInFlight int
+	// MaxInFlightBytes is BRIDGE_MAX_IN_FLIGHT_BYTES: the most bytes of
+	// notifications submitted and not yet acknowledged, the input buffer in
+	// front of the window included (see NotificationSize). Submit blocks
+	// while the next notification would pass it; one notification larger
+	// than the bound still passes, alone. Default 64 MiB.
+	MaxInFlightBytes int64
 	// CheckpointInterval is CHECKPOINT_INTERVAL: the longest an advanced
 	// position waits before it is committed. Default 1s.
 	CheckpointInterval time.Duration
-	// ShutdownTimeout is BRIDGE_SHUTDOWN_TIMEOUT: after the Run context is
-	// cancelled, how long to wait for in-flight acknowledgements. Default 20s.
+	// ShutdownTimeout is BRIDGE_SHUTDOWN_TIMEOUT: once the Run context is
+	// cancelled, the deadline of the drain and the final commit together,
+	// counted from the cancellation. Drain sets an explicit deadline
+	// instead. Default 20s.
 	ShutdownTimeout time.Duration
-	// CommitTimeout bounds the final commit made when Run stops (it runs on a
-	// context detached from Run's). Default 5s.
+	// CommitTimeout bounds the final commit when Run stops without a
+	// deadline (the input was closed, or a fatal error); it runs on a
+	// context detached from Run's. Default 5s.
 	CommitTimeout time.Duration
 	// OnReject is BRIDGE_ON_REJECT. Default RejectFail.
 	OnReject RejectPolicy
@@ -116,8 +126,41 @@ type Status struct {
 	// OldestUnacked is when the oldest notification in the window entered
 	// it (zero when the window is empty).
 	OldestUnacked time.Time
+	// InFlightBytes is the size (NotificationSize) of the notifications
+	// submitted and not yet acknowledged: the window and the input buffer
+	// in front of it.
+	InFlightBytes int64
+	// Acknowledged is the watermark: the last notification of the
+	// acknowledged prefix (committed or not yet); AcknowledgedFound is
+	// false when there is none (nor a start checkpoint).
+	Acknowledged      Checkpoint
+	AcknowledgedFound bool
+	// CommitErr is the error of the last checkpoint commit when it failed
+	// and no commit succeeded since (nil otherwise); CommitFailingSince is
+	// when the first of those consecutive failures happened.
+	CommitErr          error
+	CommitFailingSince time.Time
 	// Stopped is true once the pipeline no longer takes input.
 	Stopped bool
+}
+
+// Uncommitted reports whether acknowledged notifications are not covered
+// by the committed checkpoint: a restart now would deliver them again.
+// Notifications still in flight are not counted: the checkpoint is before
+// them, so they are read again from aviso either way.
+func (s Status) Uncommitted() bool {
+	return s.AcknowledgedFound && (!s.CheckpointFound || s.Acknowledged.Sequence > s.Checkpoint.Sequence)
+}
+
+// CommitFailure returns nil unless checkpoint commits are failing: the
+// last one failed and none succeeded since. The error names when the
+// failures began and wraps the store's last error; /readyz reports it.
+func (s Status) CommitFailure() error {
+	if s.CommitErr == nil {
+		return nil
+	}
+	return fmt.Errorf("checkpoint commits failing since %s (%s): %w",
+		s.CommitFailingSince.UTC().Format(time.RFC3339), s.At.Sub(s.CommitFailingSince).Round(time.Millisecond), s.CommitErr)
 }
 
 // Stalled reports whether notifications are in flight and nothing was
@@ -164,11 +207,28 @@ type Pipeline struct {
 	stopOnce sync.Once
 	started  atomic.Bool
 
+	// Byte bound, shared by Submit (adds, under subMu) and Run (subtracts
+	// as the watermark advances); freed wakes a Submit waiting for room.
+	bytes atomic.Int64
+	freed chan struct{}
+
+	// Drain requests, taken by Run.
+	drainMu   sync.Mutex
+	drainReqs []context.Context
+	drainSig  chan struct{}
+
 	// Status, written by Run.
 	stInFlight   atomic.Int64
 	stCheckpoint atomic.Pointer[Checkpoint]
 	stLastAck    atomic.Int64 // unix nanoseconds, 0 = never
 	stOldest     atomic.Int64 // unix nanoseconds, 0 = window empty
+	stAcked      atomic.Pointer[Checkpoint]
+	stCommitFail atomic.Pointer[commitFailure]
+}
+
+type commitFailure struct {
+	err   error
+	since time.Time
 }
 
 // NewPipeline validates cfg and returns a pipeline; call Run to start it.
@@ -183,6 +243,8 @@ func NewPipeline(sink Sink, store Store, cfg PipelineConfig) (*Pipeline, error) 
 	switch {
 	case cfg.MaxInFlight < 0:
 		return nil, fmt.Errorf("BRIDGE_MAX_IN_FLIGHT: %d must be positive", cfg.MaxInFlight)
+	case cfg.MaxInFlightBytes < 0:
+		return nil, fmt.Errorf("BRIDGE_MAX_IN_FLIGHT_BYTES: %d must be positive", cfg.MaxInFlightBytes)
 	case cfg.CheckpointInterval < 0:
 		return nil, fmt.Errorf("CHECKPOINT_INTERVAL: %s must be positive", cfg.CheckpointInterval)
 	case cfg.ShutdownTimeout < 0:
@@ -192,6 +254,9 @@ func NewPipeline(sink Sink, store Store, cfg PipelineConfig) (*Pipeline, error) 
 	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxInFlightBytes == 0 {
+		cfg.MaxInFlightBytes = DefaultMaxInFlightBytes
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = DefaultCheckpointInterval
@@ -225,21 +290,24 @@ func NewPipeline(sink Sink, store Store, cfg PipelineConfig) (*Pipeline, error) 
 		cfg.Start = &s
 	}
 	p := &Pipeline{
-		sink:    sink,
-		store:   store,
-		cfg:     cfg,
-		log:     cfg.Logger,
-		m:       cfg.Metrics,
-		now:     cfg.Now,
-		rejFail: cfg.Metrics.NotificationsRejected(string(RejectFail)),
-		rejDLQ:  cfg.Metrics.NotificationsRejected(string(RejectDLQ)),
-		rejSkip: cfg.Metrics.NotificationsRejected(string(RejectSkip)),
-		in:      make(chan Notification, inputBuffer(cfg.MaxInFlight)),
-		stopped: make(chan struct{}),
+		sink:     sink,
+		store:    store,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		m:        cfg.Metrics,
+		now:      cfg.Now,
+		rejFail:  cfg.Metrics.NotificationsRejected(string(RejectFail)),
+		rejDLQ:   cfg.Metrics.NotificationsRejected(string(RejectDLQ)),
+		rejSkip:  cfg.Metrics.NotificationsRejected(string(RejectSkip)),
+		in:       make(chan Notification, inputBuffer(cfg.MaxInFlight)),
+		stopped:  make(chan struct{}),
+		freed:    make(chan struct{}, 1),
+		drainSig: make(chan struct{}, 1),
 	}
 	if cfg.Start != nil {
 		p.lastSeq, p.haveLast = cfg.Start.Sequence, true
 		p.stCheckpoint.Store(cfg.Start)
+		p.stAcked.Store(cfg.Start)
 	}
 	return p, nil
 }
@@ -251,9 +319,20 @@ func NewPipeline(sink Sink, store Store, cfg PipelineConfig) (*Pipeline, error) 
 // committed, to be read again from aviso after the restart.
 func inputBuffer(maxInFlight int) int { return min(maxInFlight, 32) }
 
+// NotificationSize is what n counts against MaxInFlightBytes: the bytes it
+// holds in memory, its CloudEvent (Data and Identifier are parts of it as
+// decoded; they are counted instead when larger, as in a notification built
+// without its CloudEvent), which is also what a sink copies.
+func NotificationSize(n *Notification) int64 {
+	return int64(max(len(n.CloudEvent), len(n.Data)+len(n.Identifier)))
+}
+
 // Submit hands n to the pipeline. It copies *n (not the byte slices it
 // aliases: they must stay unmodified until the notification is
-// acknowledged). It blocks while the window is full, and returns
+// acknowledged). It blocks while the window is full, or while n would
+// take the notifications submitted and not yet acknowledged past
+// MaxInFlightBytes (unless none are: a larger notification passes alone),
+// and returns
 //   - an error wrapping ErrOutOfOrder when n.Sequence is not greater than
 //     the previous submitted sequence (or the start checkpoint): a
 //     supervisor bug; n is not taken;
@@ -277,15 +356,66 @@ func (p *Pipeline) Submit(ctx context.Context, n *Notification) error {
 		return ErrStopped
 	default:
 	}
+	// Only Submit adds to p.bytes (under subMu) and Run only subtracts, so
+	// room seen here stays room.
+	size := NotificationSize(n)
+	for {
+		used := p.bytes.Load()
+		if used == 0 || used+size <= p.cfg.MaxInFlightBytes {
+			break
+		}
+		select {
+		case <-p.freed:
+		case <-p.stopped:
+			return ErrStopped
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	p.bytes.Add(size)
 	select {
 	case p.in <- *n:
 	case <-p.stopped:
+		p.release(size)
 		return ErrStopped
 	case <-ctx.Done():
+		p.release(size)
 		return ctx.Err()
 	}
 	p.lastSeq, p.haveLast = n.Sequence, true
 	return nil
+}
+
+// release returns size bytes to the byte bound and wakes a waiting Submit.
+func (p *Pipeline) release(size int64) {
+	p.bytes.Add(-size)
+	select {
+	case p.freed <- struct{}{}:
+	default:
+	}
+}
+
+// Drain makes Run stop taking input (Submit returns ErrStopped) and drain
+// the window until it is empty or ctx is done, then make the final commit
+// and return. ctx's deadline is the deadline of the drain and the final
+// commit together: the drain ends a little before it (a fifth of the time
+// left, at most 1s), so that the final commit of the acknowledged prefix
+// fits; Run returns by the deadline even when the sink stalls (unless a
+// Store.Commit ignores its context). Without a deadline, the drain ends
+// when ctx is done and the final commit gets CommitTimeout. Drain does not
+// wait; Run's return says that the pipeline stopped. Called more than once,
+// or together with the cancellation of Run's context (which drains for
+// ShutdownTimeout), the earliest deadline applies. A ctx cancelled before
+// its deadline (a second signal) ends the drain at once; the final commit
+// is still tried until the deadline.
+func (p *Pipeline) Drain(ctx context.Context) {
+	p.drainMu.Lock()
+	p.drainReqs = append(p.drainReqs, ctx)
+	p.drainMu.Unlock()
+	select {
+	case p.drainSig <- struct{}{}:
+	default:
+	}
 }
 
 // CloseInput says that no more notifications will be submitted (a
@@ -303,9 +433,15 @@ func (p *Pipeline) CloseInput() {
 
 // Status returns a snapshot of the pipeline; safe for concurrent use.
 func (p *Pipeline) Status() Status {
-	s := Status{At: p.now(), InFlight: int(p.stInFlight.Load())}
+	s := Status{At: p.now(), InFlight: int(p.stInFlight.Load()), InFlightBytes: p.bytes.Load()}
 	if cp := p.stCheckpoint.Load(); cp != nil {
 		s.Checkpoint, s.CheckpointFound = *cp, true
+	}
+	if cp := p.stAcked.Load(); cp != nil {
+		s.Acknowledged, s.AcknowledgedFound = *cp, true
+	}
+	if f := p.stCommitFail.Load(); f != nil {
+		s.CommitErr, s.CommitFailingSince = f.err, f.since
 	}
 	if t := p.stLastAck.Load(); t != 0 {
 		s.LastAck = time.Unix(0, t)
@@ -335,25 +471,49 @@ func (p *Pipeline) deadLetter(ctx context.Context, dl DeadLetter) error {
 	if dl.Notification != nil {
 		what = dl.Notification.ID
 	}
-	var timer *time.Timer
-	for attempt := 1; ; attempt++ {
+	interrupted, err := p.retry(ctx, func(int) (bool, error) {
 		err := p.sink.DeadLetter(ctx, dl)
 		if err == nil {
 			p.m.DeadLettered.Inc()
-			if timer != nil {
-				timer.Stop()
-			}
-			return nil
+			return false, nil
 		}
-		if cerr := ctx.Err(); cerr != nil {
-			return fmt.Errorf("bridge: dead-letter %s %q: %w (last error: %v)", dl.Kind, what, cerr, err)
+		if ctx.Err() != nil {
+			return false, err
 		}
 		p.m.SinkErrors.Inc()
 		if IsPermanent(err) {
-			return fmt.Errorf("bridge: dead-letter %s %q rejected: %w", dl.Kind, what, err)
+			return false, fmt.Errorf("bridge: dead-letter %s %q rejected: %w", dl.Kind, what, err)
+		}
+		return true, err
+	}, func(attempt int, d time.Duration, err error) {
+		p.log.Warn("bridge.deadletter.retry", "kind", string(dl.Kind), "id", what, "attempt", attempt, "backoff", d.String(), "error", err.Error())
+	})
+	if err != nil && (interrupted || ctx.Err() != nil) {
+		return fmt.Errorf("bridge: dead-letter %s %q: %w (last error: %v)", dl.Kind, what, ctx.Err(), err)
+	}
+	return err
+}
+
+// retry calls op with attempt 1, 2, ... until it returns again == false,
+// and returns op's error. Between attempts it calls onRetry, then pauses
+// Backoff(attempt); when ctx ends during the pause it returns
+// interrupted == true and op's last error. It is the one retry loop of
+// the pipeline's blocking calls (dead letters, the final commit); the
+// window's own retries run on Run's select loop.
+func (p *Pipeline) retry(ctx context.Context, op func(attempt int) (again bool, err error), onRetry func(attempt int, d time.Duration, err error)) (interrupted bool, err error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for attempt := 1; ; attempt++ {
+		again, err := op(attempt)
+		if !again {
+			return false, err
 		}
 		d := p.cfg.Backoff(attempt)
-		p.log.Warn("bridge.deadletter.retry", "kind", string(dl.Kind), "id", what, "attempt", attempt, "backoff", d, "error", err.Error())
+		onRetry(attempt, d, err)
 		if timer == nil {
 			timer = time.NewTimer(d)
 		} else {
@@ -362,8 +522,7 @@ func (p *Pipeline) deadLetter(ctx context.Context, dl DeadLetter) error {
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("bridge: dead-letter %s %q: %w (last error: %v)", dl.Kind, what, ctx.Err(), err)
+			return true, err
 		}
 	}
 }
@@ -372,12 +531,13 @@ func (p *Pipeline) stop() { p.stopOnce.Do(func() { close(p.stopped) }) }
 
 // Run moves notifications from Submit to the sink and commits the
 // acknowledged position until one of:
-//   - ctx is cancelled: stop taking input, wait up to ShutdownTimeout for the
-//     window's acknowledgements (retrying failed publishes), commit, return
-//     nil;
+//   - ctx is cancelled: stop taking input, wait for the window's
+//     acknowledgements (retrying failed publishes) and commit, all within
+//     ShutdownTimeout from the cancellation, return nil;
+//   - Drain was called: the same, within the deadline of Drain's context;
 //   - CloseInput was called: drain the whole window with no time limit
-//     (ctx cancellation switches to the timed drain above), commit, return
-//     nil;
+//     (ctx cancellation or Drain switches to the timed drain above), commit,
+//     return nil;
 //   - a fatal error: a permanent rejection under RejectFail (the error wraps
 //     a *RejectedError), a permanent dead-letter failure under RejectDLQ, a
 //     sink contract violation (wraps ErrSinkContract), or a store error
@@ -399,6 +559,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 type slot struct {
 	n  Notification
 	at int64 // unix nanoseconds when it entered the window
+	// size is NotificationSize(&n), released when the slot is advanced.
+	size int64
 	// syncErr is the error Publish returned for n; it stands in for n's Ack.
 	syncErr error
 }
@@ -411,6 +573,9 @@ type commitRequest struct {
 type commitResult struct {
 	cp  Checkpoint
 	err error
+	// interrupted: the request's context ended (shutdown), so err may
+	// only say that.
+	interrupted bool
 }
 
 // runner is the state Run's goroutine owns. Positions are counters over
@@ -439,14 +604,22 @@ type runner struct {
 	backoff               *time.Timer
 	backingOff            bool
 	draining, drainExpire bool
+	ctxSeen               bool // Run's context was seen cancelled
 	drainDone             <-chan struct{}
-	fatal                 error
+	// deadline is the deadline of the drain and the final commit (zero:
+	// none); drainTimer ends the drain a reserve before it; watches stop
+	// the context.AfterFuncs that end it with a Drain context.
+	deadline   time.Time
+	drainTimer *time.Timer
+	watches    []func() bool
+	fatal      error
 
 	wm, committed           Checkpoint
 	wmFound, committedFound bool
 	commitTimer             *time.Timer
 	timerArmed, commitDue   bool
 	committing              bool
+	commitCancel            context.CancelFunc // ends the in-flight commit
 	commitReq               chan commitRequest
 	commitRes               chan commitResult
 	committerDone           chan struct{}
@@ -490,7 +663,8 @@ func newRunner(p *Pipeline, ctx context.Context) *runner {
 func (r *runner) committer() {
 	defer close(r.committerDone)
 	for req := range r.commitReq {
-		r.commitRes <- commitResult{cp: req.cp, err: r.p.store.Commit(req.ctx, req.cp)}
+		err := r.p.store.Commit(req.ctx, req.cp)
+		r.commitRes <- commitResult{cp: req.cp, err: err, interrupted: req.ctx.Err() != nil}
 	}
 }
 
@@ -499,7 +673,14 @@ func (r *runner) run() error {
 		if r.cancel != nil {
 			r.cancel()
 		}
+		if r.drainTimer != nil {
+			r.drainTimer.Stop()
+		}
+		for _, stop := range r.watches {
+			stop()
+		}
 	}()
+	r.takeDrainRequests() // Drain called before Run
 	for !r.finished() {
 		// While draining, what Submit had already queued is still taken
 		// (it was read from aviso before the stop), but nothing more.
@@ -508,7 +689,7 @@ func (r *runner) run() error {
 			inC = r.in
 		}
 		var ctxDone <-chan struct{}
-		if !r.draining {
+		if !r.ctxSeen {
 			ctxDone = r.ctx.Done()
 		}
 		var backoffC, commitC <-chan time.Time
@@ -551,7 +732,9 @@ func (r *runner) run() error {
 		case res := <-resC:
 			r.onCommitResult(res)
 		case <-ctxDone:
-			r.beginDrain("context cancelled")
+			r.drainOnCancel()
+		case <-r.p.drainSig:
+			r.takeDrainRequests()
 		case <-r.drainDone:
 			r.drainExpire = true
 		}
@@ -598,6 +781,7 @@ func (r *runner) put(n *Notification, at int64) {
 	s := &r.ring[r.tail&r.mask]
 	s.n = *n
 	s.at = at
+	s.size = NotificationSize(n)
 	if r.tail == r.head {
 		r.p.stOldest.Store(at)
 	}
@@ -695,8 +879,12 @@ func (r *runner) advance(s *slot, published bool) {
 	}
 	r.wm = Checkpoint{Sequence: s.n.Sequence, EventID: s.n.ID}
 	r.wmFound = true
+	wm := r.wm
+	p.stAcked.Store(&wm)
+	size := s.size
 	*s = slot{}
 	r.head++
+	p.release(size)
 	unix := now.UnixNano()
 	p.m.LastAckTimestamp.Set(float64(unix) / 1e9)
 	p.stLastAck.Store(unix)
@@ -741,7 +929,7 @@ func (r *runner) reject(s *slot, err error) {
 			// trying) or the drain's (give up; the position stays
 			// before this notification).
 			if !r.draining {
-				r.beginDrain("context cancelled")
+				r.drainOnCancel()
 				continue
 			}
 			r.drainExpire = true
@@ -758,7 +946,7 @@ func (r *runner) startBackoff() {
 	r.attempt++
 	d := r.p.cfg.Backoff(r.attempt)
 	s := &r.ring[r.failPos&r.mask]
-	r.p.log.Warn("bridge.sink.retry", "id", s.n.ID, "sequence", s.n.Sequence, "attempt", r.attempt, "backoff", d, "error", r.failErr.Error())
+	r.p.log.Warn("bridge.sink.retry", "id", s.n.ID, "sequence", s.n.Sequence, "attempt", r.attempt, "backoff", d.String(), "error", r.failErr.Error())
 	r.backoff.Reset(d)
 	r.backingOff = true
 }
@@ -775,15 +963,61 @@ func (r *runner) retry() {
 	r.publish()
 }
 
+// maxCommitReserve is the most of a drain deadline kept for the final
+// commit (a fifth of the time left when that is less).
+const maxCommitReserve = time.Second
+
+// drainOnCancel starts the drain for a cancelled Run context: the drain
+// and the final commit within ShutdownTimeout from now.
+func (r *runner) drainOnCancel() {
+	r.ctxSeen = true
+	r.beginDrain("context cancelled")
+	r.setDeadline(time.Now().Add(r.p.cfg.ShutdownTimeout))
+}
+
+// takeDrainRequests applies the contexts passed to Drain.
+func (r *runner) takeDrainRequests() {
+	p := r.p
+	p.drainMu.Lock()
+	reqs := p.drainReqs
+	p.drainReqs = nil
+	p.drainMu.Unlock()
+	for _, ctx := range reqs {
+		r.beginDrain("drain requested")
+		if d, ok := ctx.Deadline(); ok {
+			r.setDeadline(d)
+		}
+		r.watches = append(r.watches, context.AfterFunc(ctx, r.cancel))
+	}
+}
+
+// beginDrain stops taking input; the drain runs on a context detached from
+// Run's, cancelled when the drain must end.
 func (r *runner) beginDrain(reason string) {
 	if r.draining {
 		return
 	}
 	r.draining = true
 	r.p.stop()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), r.p.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.ctx))
 	r.opCtx, r.cancel, r.drainDone = ctx, cancel, ctx.Done()
-	r.p.log.Info("bridge.drain.started", "reason", reason, "in_flight", r.tail-r.head, "timeout", r.p.cfg.ShutdownTimeout)
+	r.p.log.Info("bridge.drain.started", "reason", reason, "in_flight", r.tail-r.head)
+}
+
+// setDeadline bounds the drain and the final commit by d, unless an
+// earlier deadline is set. The drain ends a reserve before d.
+func (r *runner) setDeadline(d time.Time) {
+	if !r.deadline.IsZero() && !d.Before(r.deadline) {
+		return
+	}
+	r.deadline = d
+	left := time.Until(d)
+	end := left - min(maxCommitReserve, left/5)
+	if r.drainTimer != nil {
+		r.drainTimer.Stop()
+	}
+	r.drainTimer = time.AfterFunc(max(end, 0), r.cancel)
+	r.p.log.Info("bridge.drain.deadline", "timeout", left.String(), "drain", max(end, 0).String())
 }
 
 func (r *runner) startCommit() {
@@ -793,18 +1027,24 @@ func (r *runner) startCommit() {
 	}
 	cp := r.wm
 	cp.UpdatedAt = r.p.now().UTC()
-	r.commitReq <- commitRequest{ctx: r.opCtx, cp: cp}
+	ctx, cancel := context.WithCancel(r.opCtx)
+	r.commitCancel = cancel
+	r.commitReq <- commitRequest{ctx: ctx, cp: cp}
 	r.committing, r.commitDue = true, false
 }
 
 func (r *runner) onCommitResult(res commitResult) {
 	r.committing = false
+	if r.commitCancel != nil {
+		r.commitCancel()
+		r.commitCancel = nil
+	}
 	p := r.p
 	if res.err != nil {
-		if r.draining && errors.Is(res.err, context.Canceled) && r.ctx.Err() != nil {
+		if res.interrupted && errors.Is(res.err, context.Canceled) {
 			return // interrupted by shutdown; the final commit follows
 		}
-		p.m.CheckpointErrors.Inc()
+		p.commitFailed(res.err)
 		p.log.Warn("bridge.checkpoint.failed", "sequence", res.cp.Sequence, "event_id", res.cp.EventID, "error", res.err.Error())
 		if errors.Is(res.err, ErrKeyHeld) {
 			if r.fatal == nil {
@@ -821,6 +1061,7 @@ func (r *runner) onCommitResult(res commitResult) {
 	r.committed, r.committedFound = res.cp, true
 	cp := res.cp
 	p.stCheckpoint.Store(&cp)
+	p.stCommitFail.Store(nil)
 	p.m.CheckpointCommits.Inc()
 	p.m.CheckpointSequence.Set(float64(cp.Sequence))
 	p.log.Debug("bridge.checkpoint.committed", "sequence", cp.Sequence, "event_id", cp.EventID)
@@ -829,24 +1070,60 @@ func (r *runner) onCommitResult(res commitResult) {
 	}
 }
 
-// finish stops the committer and makes the final commit.
+// commitFailed counts a failed commit and records it for Status.
+func (p *Pipeline) commitFailed(err error) {
+	p.m.CheckpointErrors.Inc()
+	since := p.now()
+	if f := p.stCommitFail.Load(); f != nil {
+		since = f.since
+	}
+	p.stCommitFail.Store(&commitFailure{err: err, since: since})
+}
+
+// finish stops the committer and makes the final commit, both within the
+// drain deadline when there is one (CommitTimeout otherwise).
 func (r *runner) finish() error {
 	p := r.p
 	p.stop()
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if !r.deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(context.WithoutCancel(r.ctx), r.deadline)
+	} else {
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(r.ctx), p.cfg.CommitTimeout)
+	}
+	defer cancel()
+	if r.drainExpire {
+		p.log.Warn("bridge.drain.timeout", "in_flight", r.tail-r.head)
+	}
+	var err error
 	if r.committing {
 		r.commitDue = false
-		r.onCommitResult(<-r.commitRes)
+		if r.drainExpire {
+			// The final commit supersedes it; a stalled store must not
+			// take the time left.
+			r.commitCancel()
+		}
+		select {
+		case res := <-r.commitRes:
+			r.onCommitResult(res)
+		case <-ctx.Done():
+			// The committer goroutine is left behind (a store that ignores
+			// its context), and no second commit may run beside it.
+			r.commitCancel()
+			close(r.commitReq)
+			err = fmt.Errorf("bridge: checkpoint store: a commit did not return by the shutdown deadline: %w", ctx.Err())
+			p.log.Info("bridge.pipeline.stopped", "checkpoint_sequence", r.committed.Sequence, "checkpoint_found", r.committedFound, "in_flight", r.tail-r.head)
+			return errors.Join(r.fatal, err)
+		}
 	}
 	r.commitTimer.Stop()
 	r.backoff.Stop()
 	close(r.commitReq)
 	<-r.committerDone
-	if r.drainExpire {
-		p.log.Warn("bridge.drain.timeout", "in_flight", r.tail-r.head, "timeout", p.cfg.ShutdownTimeout)
-	}
-	err := r.fatal
+	err = r.fatal
 	if !errors.Is(err, ErrKeyHeld) {
-		if cerr := r.finalCommit(); cerr != nil {
+		if cerr := r.finalCommit(ctx); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 	}
@@ -854,38 +1131,26 @@ func (r *runner) finish() error {
 	return err
 }
 
-func (r *runner) finalCommit() error {
+// finalCommit commits the watermark, retrying until ctx is done.
+func (r *runner) finalCommit(ctx context.Context) error {
 	p := r.p
 	if !r.wmFound || (r.committedFound && r.wm.Sequence <= r.committed.Sequence) {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), p.cfg.CommitTimeout)
-	defer cancel()
 	cp := r.wm
-	var timer *time.Timer
-	for attempt := 1; ; attempt++ {
+	_, err := p.retry(ctx, func(int) (bool, error) {
 		cp.UpdatedAt = p.now().UTC()
 		err := p.store.Commit(ctx, cp)
 		if err == nil {
-			r.onCommitResult(commitResult{cp: cp})
-			return nil
+			return false, nil
 		}
-		p.m.CheckpointErrors.Inc()
+		p.commitFailed(err)
 		p.log.Warn("bridge.checkpoint.failed", "sequence", cp.Sequence, "event_id", cp.EventID, "final", true, "error", err.Error())
-		if errors.Is(err, ErrKeyHeld) || ctx.Err() != nil {
-			return fmt.Errorf("bridge: final checkpoint commit of %s (sequence %d): %w", cp.EventID, cp.Sequence, err)
-		}
-		d := p.cfg.Backoff(attempt)
-		if timer == nil {
-			timer = time.NewTimer(d)
-		} else {
-			timer.Reset(d)
-		}
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("bridge: final checkpoint commit of %s (sequence %d): %w", cp.EventID, cp.Sequence, err)
-		}
+		return !errors.Is(err, ErrKeyHeld) && ctx.Err() == nil, err
+	}, func(int, time.Duration, error) {})
+	if err != nil {
+		return fmt.Errorf("bridge: final checkpoint commit of %s (sequence %d): %w", cp.EventID, cp.Sequence, err)
 	}
+	r.onCommitResult(commitResult{cp: cp})
+	return nil
 }

@@ -26,6 +26,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg bridge.PipelineConfig) *fixture {
 	t.Helper()
+	return newFixtureStore(t, cfg, nil)
+}
+
+// newFixtureStore is newFixture with the pipeline's store wrapped by wrap
+// (nil: not wrapped); f.store and f.mem stay the store underneath.
+func newFixtureStore(t *testing.T, cfg bridge.PipelineConfig, wrap func(bridge.Store) bridge.Store) *fixture {
+	t.Helper()
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 16
 	}
@@ -44,7 +51,11 @@ func newFixture(t *testing.T, cfg bridge.PipelineConfig) *fixture {
 		}
 	}
 	cfg.Metrics = f.m.Metrics
-	p, err := bridge.NewPipeline(f.sink, f.store, cfg)
+	var ps bridge.Store = f.store
+	if wrap != nil {
+		ps = wrap(f.store)
+	}
+	p, err := bridge.NewPipeline(f.sink, ps, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,6 +604,7 @@ func TestNewPipelineValidates(t *testing.T) {
 	sink := newManualSink(1)
 	for _, cfg := range []bridge.PipelineConfig{
 		{MaxInFlight: -1},
+		{MaxInFlightBytes: -1},
 		{CheckpointInterval: -time.Second},
 		{ShutdownTimeout: -time.Second},
 		{OnReject: "drop"},
