@@ -819,6 +819,13 @@ func TestNewConfigErrors(t *testing.T) {
 		{name: "identifier not an object", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Identifier: json.RawMessage(`["od"]`)}, setting: "AVISO_IDENTIFIER"},
 		{name: "both starts", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Start: supervisor.Start{FromID: u64(3), FromDate: "2026-01-01T00:00:00Z"}}, setting: "AVISO_FROM_ID"},
 		{name: "replay without a start", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay}, setting: "AVISO_FROM_ID or AVISO_FROM_DATE"},
+		{name: "to_id in watch mode", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", ToID: u64(9)}, setting: "AVISO_TO_ID"},
+		{name: "to_date in watch mode", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", ToDate: "2026-01-01T00:00:00Z"}, setting: "AVISO_TO_DATE"},
+		{name: "both ends", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(1)}, ToID: u64(9), ToDate: "2026-01-01T00:00:00Z"}, setting: "AVISO_TO_ID or AVISO_TO_DATE"},
+		{name: "to_id 0", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(0)}, ToID: u64(0)}, setting: "AVISO_TO_ID"},
+		{name: "to_id below from_id", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(10)}, ToID: u64(9)}, setting: "AVISO_TO_ID or AVISO_FROM_ID"},
+		{name: "bad to_date", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(1)}, ToDate: "2026-01-01"}, setting: "AVISO_TO_DATE"},
+		{name: "to_date before from_date", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromDate: "2026-02-01 00:00:00"}, ToDate: "1767225600"}, setting: "AVISO_TO_DATE or AVISO_FROM_DATE"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
