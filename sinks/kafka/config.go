@@ -16,6 +16,7 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -348,4 +349,39 @@ func validTopicName(t string) error {
 		}
 	}
 	return nil
+}
+
+// PlaintextSASLBrokers returns the KAFKA_BROKERS that this configuration
+// would send a SASL PLAIN password to without TLS: KAFKA_SASL_MECHANISM is
+// PLAIN, KAFKA_TLS is off and no KAFKA_TLS_* file is set (a file implies
+// TLS), and the broker's host is not loopback. SCRAM never sends the
+// password. Empty means nothing to warn about.
+func (c Config) PlaintextSASLBrokers() []string {
+	c = c.withDefaults()
+	if !strings.EqualFold(strings.TrimSpace(c.SASLMechanism), "PLAIN") {
+		return nil
+	}
+	if c.TLS || c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != "" {
+		return nil
+	}
+	var out []string
+	for _, b := range c.Brokers {
+		host, _, err := net.SplitHostPort(b)
+		if err != nil {
+			host = b
+		}
+		if !isLoopbackHost(host) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// isLoopbackHost reports whether host is "localhost" or a loopback address.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }

@@ -237,43 +237,17 @@ func checkServerURL(s string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%q is not a URL", redactURL(s))
+		return fmt.Errorf("%q is not a URL", RedactURL(s))
 	}
 	switch u.Scheme {
 	case "nats", "tls", "ws", "wss":
 	default:
-		return fmt.Errorf("%q: scheme %q is not one of nats, tls, ws, wss", redactURL(s), u.Scheme)
+		return fmt.Errorf("%q: scheme %q is not one of nats, tls, ws, wss", RedactURL(s), u.Scheme)
 	}
 	if u.Host == "" {
-		return fmt.Errorf("%q has no host", redactURL(s))
+		return fmt.Errorf("%q has no host", RedactURL(s))
 	}
 	return nil
-}
-
-// redactURL hides the password or token of a URL's user info.
-func redactURL(s string) string {
-	raw := s
-	schemeless := !strings.Contains(s, "://")
-	if schemeless {
-		raw = "nats://" + s
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		if i := strings.LastIndexByte(s, '@'); i >= 0 {
-			return "REDACTED@" + s[i+1:]
-		}
-		return s
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
-	} else {
-		u.User = url.User("REDACTED")
-	}
-	out := u.String()
-	if schemeless {
-		out = strings.TrimPrefix(out, "nats://")
-	}
-	return out
 }
 
 // Validate checks the whole sink configuration, including both subject

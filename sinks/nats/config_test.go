@@ -109,21 +109,27 @@ func TestSubjectCovers(t *testing.T) {
 func TestStreamSubjectsDefault(t *testing.T) {
 	tests := []struct {
 		subject, dlq string
+		deadLetters  bool
 		explicit     []string
 		want         []string
 	}{
-		{"", "", nil, []string{"aviso.*"}},
-		{"aviso.{event_type}.{identifier.date}", "", nil, []string{"aviso.*.*", "aviso.dlq"}},
-		{"", "dead.{event_type}", nil, []string{"aviso.*", "dead.*"}},
-		{"", "", []string{"x.>"}, []string{"x.>"}},
+		{"", "", false, nil, []string{"aviso.*"}},
+		{"", "", true, nil, []string{"aviso.*"}}, // aviso.* covers aviso.dlq
+		// Dead letters off: no DLQ subject, so two bridges' streams do not overlap.
+		{"aviso.{event_type}.{identifier.date}", "", false, nil, []string{"aviso.*.*"}},
+		{"aviso.{event_type}.{identifier.date}", "", true, nil, []string{"aviso.*.*", "aviso.dlq"}},
+		{"", "dead.{event_type}", false, nil, []string{"aviso.*"}},
+		{"", "dead.{event_type}", true, nil, []string{"aviso.*", "dead.*"}},
+		{"", "aviso.{event_type}", true, nil, []string{"aviso.*"}}, // already covered
+		{"", "", true, []string{"x.>"}, []string{"x.>"}},
 	}
 	for _, tt := range tests {
-		c, err := Config{Subject: tt.subject, DLQSubject: tt.dlq, StreamSubjects: tt.explicit}.compile()
+		c, err := Config{Subject: tt.subject, DLQSubject: tt.dlq, DeadLetters: tt.deadLetters, StreamSubjects: tt.explicit}.compile()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := c.streamSubjects(); !slices.Equal(got, tt.want) {
-			t.Errorf("subject %q dlq %q: stream subjects %q, want %q", tt.subject, tt.dlq, got, tt.want)
+			t.Errorf("subject %q dlq %q dead letters %v: stream subjects %q, want %q", tt.subject, tt.dlq, tt.deadLetters, got, tt.want)
 		}
 	}
 }
@@ -152,8 +158,8 @@ func TestRedactURL(t *testing.T) {
 		{"nats://host:4222", "nats://host:4222"},
 	}
 	for _, tt := range tests {
-		if got := redactURL(tt.in); got != tt.want {
-			t.Errorf("redactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := RedactURL(tt.in); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

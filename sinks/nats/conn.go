@@ -167,7 +167,7 @@ func Connect(ctx context.Context, c ConnConfig, o ConnectOptions) (*natsgo.Conn,
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, fmt.Errorf("NATS_URL %s: connect: %w", redactURLs(urls), r.err)
+			return nil, fmt.Errorf("NATS_URL %s: connect: %w", RedactURLs(urls), r.err)
 		}
 		log.Info(ev+".connected", "url", r.nc.ConnectedUrlRedacted(), "server_id", r.nc.ConnectedServerId())
 		return r.nc, nil
@@ -177,16 +177,8 @@ func Connect(ctx context.Context, c ConnConfig, o ConnectOptions) (*natsgo.Conn,
 				r.nc.Close()
 			}
 		}()
-		return nil, fmt.Errorf("NATS_URL %s: connect: %w", redactURLs(urls), ctx.Err())
+		return nil, fmt.Errorf("NATS_URL %s: connect: %w", RedactURLs(urls), ctx.Err())
 	}
-}
-
-func redactURLs(list string) string {
-	parts := SplitList(list)
-	for i, p := range parts {
-		parts[i] = redactURL(p)
-	}
-	return strings.Join(parts, ",")
 }
 
 func errText(err error) string {

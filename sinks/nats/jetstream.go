@@ -158,7 +158,7 @@ func (s *JetStreamSink) setupStream(ctx context.Context) error {
 	want := c.DuplicateWindow()
 	if c.Stream == "" {
 		if _, err := s.js.AccountInfo(ctx); err != nil {
-			return fmt.Errorf("jetstream at NATS_URL %s: %w", redactURLs(c.URL), err)
+			return fmt.Errorf("jetstream at NATS_URL %s: %w", RedactURLs(c.URL), err)
 		}
 		name, err := s.js.StreamNameBySubject(ctx, c.subject.Wildcard())
 		if err != nil {
