@@ -567,3 +567,5 @@ func (e *env) checkReconnects(want map[string]int64) {
 func isCanceled(err error) bool { return errors.Is(err, context.Canceled) }
 
 func u64(v uint64) *uint64 { return &v }
+
+func ptr[T any](v T) *T { return &v }

@@ -852,6 +852,9 @@ func (s *Supervisor) settingFor(he *aviso.HTTPError, req aviso.Request) string {
 	case he.Code == "UNKNOWN_EVENT_TYPE":
 		return "AVISO_EVENT_TYPE"
 	case he.Status == 400:
+		if named := s.settingFromMessage(he, req); named != "" {
+			return named
+		}
 		switch {
 		case req.FromDate != "" && req.FromDate == s.cfg.Start.FromDate:
 			return "AVISO_IDENTIFIER or AVISO_FROM_DATE"

@@ -757,7 +757,10 @@ func TestConfigErrors(t *testing.T) {
 			opts    []avisotest.Option
 			fault   avisotest.Fault
 			noCreds bool
+			cfg     func(*supervisor.Config)
+			only    *avisotest.Version // run on this version only
 			setting string
+			exact   bool // Setting is exactly setting
 			quotes  []string
 		}{
 			{name: "400", fault: avisotest.Status{Code: 400}, setting: "AVISO_IDENTIFIER", quotes: []string{"INVALID_WATCH_REQUEST", `"Invalid watch request"`, "injected by avisotest"}},
@@ -766,10 +769,48 @@ func TestConfigErrors(t *testing.T) {
 			{name: "405", fault: avisotest.Status{Code: 405}, setting: "AVISO_URL", quotes: []string{"HTTP 405"}},
 			{name: "unknown event type", opts: []avisotest.Option{avisotest.WithEventTypes("diss")}, setting: "AVISO_EVENT_TYPE", quotes: []string{"UNKNOWN_EVENT_TYPE", `"unknown event type 'mars'"`}},
 			{name: "401 without credentials", fault: avisotest.Status{Code: 401}, setting: "AVISO_TOKEN", quotes: []string{"UNAUTHORIZED"}},
+			{
+				name: "unknown identifier key", only: ptr(avisotest.V013),
+				opts: []avisotest.Option{avisotest.WithSchema("mars", "class", "severity")},
+				cfg:  func(c *supervisor.Config) { c.Identifier = json.RawMessage(`{"severtiy":"5"}`) },
+				setting: "AVISO_IDENTIFIER", exact: true,
+				quotes: []string{"INVALID_WATCH_REQUEST", "Unknown field 'severtiy' provided for watch operation"},
+			},
+			{
+				name: "unknown identifier key in a replay", only: ptr(avisotest.V013),
+				opts: []avisotest.Option{avisotest.WithSchema("mars", "class")},
+				cfg: func(c *supervisor.Config) {
+					c.Mode, c.ToID, c.Identifier = aviso.Replay, u64(2), json.RawMessage(`{"severtiy":"5"}`)
+				},
+				setting: "AVISO_IDENTIFIER", exact: true,
+				quotes: []string{"INVALID_REPLAY_REQUEST", "Unknown field 'severtiy' provided for replay operation"},
+			},
+			{
+				name:    "from_date the server does not accept",
+				cfg:     func(c *supervisor.Config) { c.Start = supervisor.Start{FromDate: "2025-06-09"} },
+				setting: "AVISO_FROM_DATE", exact: true, quotes: []string{"2025-06-09"},
+			},
+			{
+				name: "to_id lower than from_id",
+				fault: avisotest.Status{Code: 400, Body: `{"code":"INVALID_REPLAY_REQUEST","details":"to_id (5) must not be lower than from_id (7)",` +
+					`"error":"Invalid Replay Request","message":"to_id (5) must not be lower than from_id (7)","request_id":"r-1"}`},
+				cfg:     func(c *supervisor.Config) { c.Mode, c.ToID = aviso.Replay, u64(5) },
+				setting: "AVISO_TO_ID or AVISO_FROM_ID", exact: true, quotes: []string{"must not be lower than from_id"},
+			},
+			{
+				name: "to_date earlier than from_date",
+				fault: avisotest.Status{Code: 400, Body: `{"code":"INVALID_REPLAY_REQUEST","details":"x",` +
+					`"error":"Invalid Replay Request","message":"to_date (2026-01-01T00:00:00+00:00) must not be earlier than from_date (2026-02-01T00:00:00+00:00)","request_id":"r-1"}`},
+				cfg:     func(c *supervisor.Config) { c.Mode, c.ToDate = aviso.Replay, "2026-01-01T00:00:00Z" },
+				setting: "AVISO_TO_DATE or AVISO_FROM_DATE", exact: true, quotes: []string{"must not be earlier than from_date"},
+			},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
+				if tc.only != nil && *tc.only != v {
+					t.Skipf("aviso-server %s only", *tc.only)
+				}
 				e := newEnv(t, v, tc.opts...)
 				e.publish(3)
 				if tc.fault != nil {
@@ -777,6 +818,9 @@ func TestConfigErrors(t *testing.T) {
 				}
 				cfg := e.config()
 				cfg.Start.FromID = u64(1)
+				if tc.cfg != nil {
+					tc.cfg(&cfg)
+				}
 				r := e.start(cfg, 8)
 				err := r.finish()
 				var ce *supervisor.ConfigError
@@ -789,7 +833,7 @@ func TestConfigErrors(t *testing.T) {
 				}
 				reqs := e.streamRequests()
 				msg := err.Error()
-				if !strings.Contains(ce.Setting, tc.setting) || !strings.Contains(msg, tc.setting) {
+				if !strings.Contains(ce.Setting, tc.setting) || !strings.Contains(msg, tc.setting) || (tc.exact && ce.Setting != tc.setting) {
 					t.Fatalf("error %q (setting %q) does not name %s", msg, ce.Setting, tc.setting)
 				}
 				for _, q := range append(tc.quotes, reqs[0].RequestID) {
