@@ -771,8 +771,8 @@ func TestConfigErrors(t *testing.T) {
 			{name: "401 without credentials", fault: avisotest.Status{Code: 401}, setting: "AVISO_TOKEN", quotes: []string{"UNAUTHORIZED"}},
 			{
 				name: "unknown identifier key", only: ptr(avisotest.V013),
-				opts: []avisotest.Option{avisotest.WithSchema("mars", "class", "severity")},
-				cfg:  func(c *supervisor.Config) { c.Identifier = json.RawMessage(`{"severtiy":"5"}`) },
+				opts:    []avisotest.Option{avisotest.WithSchema("mars", "class", "severity")},
+				cfg:     func(c *supervisor.Config) { c.Identifier = json.RawMessage(`{"severtiy":"5"}`) },
 				setting: "AVISO_IDENTIFIER", exact: true,
 				quotes: []string{"INVALID_WATCH_REQUEST", "Unknown field 'severtiy' provided for watch operation"},
 			},
