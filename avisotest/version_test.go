@@ -509,3 +509,14 @@ func TestNewServerTB(t *testing.T) {
 		t.Errorf("avisotest links package testing")
 	}
 }
+
+// TestRequestEndRecorded: Request carries to_id and to_date as sent.
+func TestRequestEndRecorded(t *testing.T) {
+	s := avisotest.NewServer(t, avisotest.WithVersion(avisotest.V013))
+	post(t, s, "/api/v1/replay", `{"event_type":"mars","identifier":{},"from_id":"1","to_id":"7"}`)
+	post(t, s, "/api/v1/replay", `{"event_type":"mars","identifier":{},"from_id":"1","to_date":"2026-01-01T00:00:00Z"}`)
+	r := s.Requests()
+	if !r[0].HasToID || r[0].ToID != "7" || r[0].ToDate != "" || r[1].HasToID || r[1].ToDate != "2026-01-01T00:00:00Z" {
+		t.Errorf("requests %+v", r)
+	}
+}
