@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -31,21 +30,30 @@ type Config struct {
 	Bridge     BridgeConfig     `env:", prefix=BRIDGE_"`
 	LogLevel   string           `env:"LOG_LEVEL, default=info"`
 	LogFormat  string           `env:"LOG_FORMAT, default=json"`
+
+	// avisoURLUser and avisoURLPassword are the user info taken out of
+	// AVISO_URL by loadConfig: basic credentials, never printed or logged.
+	avisoURLUser, avisoURLPassword string
+	// fileSecrets are the contents of the *_FILE secrets read by
+	// loadConfig, so that the log handler can scrub them.
+	fileSecrets []string
 }
 
 // AvisoConfig is the source: aviso-server.
 type AvisoConfig struct {
-	URL                string        `env:"URL"`
+	URL                string        `env:"URL" redact:"url"`
 	EventType          string        `env:"EVENT_TYPE"`
 	Identifier         string        `env:"IDENTIFIER, default={}"`
 	FromID             string        `env:"FROM_ID"`
 	FromDate           string        `env:"FROM_DATE"`
+	ToID               string        `env:"TO_ID"`
+	ToDate             string        `env:"TO_DATE"`
 	Mode               string        `env:"MODE, default=watch"`
 	Token              string        `env:"TOKEN" secret:"true"`
-	TokenFile          string        `env:"TOKEN_FILE"`
+	TokenFile          string        `env:"TOKEN_FILE" secretfile:"true"`
 	Username           string        `env:"USERNAME"`
 	Password           string        `env:"PASSWORD" secret:"true"`
-	PasswordFile       string        `env:"PASSWORD_FILE"`
+	PasswordFile       string        `env:"PASSWORD_FILE" secretfile:"true"`
 	CAFile             string        `env:"CA_FILE"`
 	InsecureSkipVerify bool          `env:"INSECURE_SKIP_VERIFY, default=false"`
 	AllowPlaintextAuth bool          `env:"ALLOW_PLAINTEXT_AUTH, default=false"`
@@ -56,23 +64,23 @@ type AvisoConfig struct {
 
 // NATSConfig is the nats and jetstream sinks and the nats-kv store.
 type NATSConfig struct {
-	URL            string        `env:"URL, default=nats://127.0.0.1:4222"`
+	URL            string        `env:"URL, default=nats://127.0.0.1:4222" redact:"url"`
 	Subject        string        `env:"SUBJECT, default=aviso.{event_type}"`
 	Stream         string        `env:"STREAM"`
 	StreamCreate   bool          `env:"STREAM_CREATE, default=false"`
 	StreamSubjects string        `env:"STREAM_SUBJECTS"`
 	MaxPending     int           `env:"MAX_PENDING, default=256"`
 	PublishTimeout time.Duration `env:"PUBLISH_TIMEOUT, default=5s"`
-	CredsFile      string        `env:"CREDS_FILE"`
-	NKeySeedFile   string        `env:"NKEY_SEED_FILE"`
+	CredsFile      string        `env:"CREDS_FILE" secretfile:"true"`
+	NKeySeedFile   string        `env:"NKEY_SEED_FILE" secretfile:"true"`
 	Token          string        `env:"TOKEN" secret:"true"`
-	TokenFile      string        `env:"TOKEN_FILE"`
+	TokenFile      string        `env:"TOKEN_FILE" secretfile:"true"`
 	User           string        `env:"USER"`
 	Password       string        `env:"PASSWORD" secret:"true"`
-	PasswordFile   string        `env:"PASSWORD_FILE"`
+	PasswordFile   string        `env:"PASSWORD_FILE" secretfile:"true"`
 	TLSCAFile      string        `env:"TLS_CA_FILE"`
 	TLSCertFile    string        `env:"TLS_CERT_FILE"`
-	TLSKeyFile     string        `env:"TLS_KEY_FILE"`
+	TLSKeyFile     string        `env:"TLS_KEY_FILE" secretfile:"true"`
 	KVBucket       string        `env:"KV_BUCKET, default=aviso_bridge"`
 }
 
@@ -88,11 +96,11 @@ type KafkaConfig struct {
 	SASLMechanism   string        `env:"SASL_MECHANISM"`
 	Username        string        `env:"USERNAME"`
 	Password        string        `env:"PASSWORD" secret:"true"`
-	PasswordFile    string        `env:"PASSWORD_FILE"`
+	PasswordFile    string        `env:"PASSWORD_FILE" secretfile:"true"`
 	TLS             bool          `env:"TLS, default=false"`
 	TLSCAFile       string        `env:"TLS_CA_FILE"`
 	TLSCertFile     string        `env:"TLS_CERT_FILE"`
-	TLSKeyFile      string        `env:"TLS_KEY_FILE"`
+	TLSKeyFile      string        `env:"TLS_KEY_FILE" secretfile:"true"`
 	CheckpointTopic string        `env:"CHECKPOINT_TOPIC, default=aviso-bridge-checkpoints"`
 	WriteTimeout    time.Duration `env:"WRITE_TIMEOUT, default=10s"`
 	BatchBytes      ByteSize      `env:"BATCH_BYTES, default=1MiB"`
@@ -112,13 +120,14 @@ type CheckpointConfig struct {
 
 // BridgeConfig is the pipeline and the process.
 type BridgeConfig struct {
-	MaxInFlight     int           `env:"MAX_IN_FLIGHT, default=256"`
-	OnReject        string        `env:"ON_REJECT, default=fail"`
-	DLQSubject      string        `env:"DLQ_SUBJECT, default=aviso.dlq"`
-	DLQTopic        string        `env:"DLQ_TOPIC, default=aviso-dlq"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s"`
-	HTTPAddr        string        `env:"HTTP_ADDR, default=:8080"`
-	ReadyStall      time.Duration `env:"READY_STALL, default=2m"`
+	MaxInFlight      int           `env:"MAX_IN_FLIGHT, default=256"`
+	MaxInFlightBytes ByteSize      `env:"MAX_IN_FLIGHT_BYTES, default=64MiB"`
+	OnReject         string        `env:"ON_REJECT, default=fail"`
+	DLQSubject       string        `env:"DLQ_SUBJECT, default=aviso.dlq"`
+	DLQTopic         string        `env:"DLQ_TOPIC, default=aviso-dlq"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s"`
+	HTTPAddr         string        `env:"HTTP_ADDR, default=:8080"`
+	ReadyStall       time.Duration `env:"READY_STALL, default=2m"`
 }
 
 // ByteSize is a size such as 8MiB, 512KiB, 1MB or 1048576.
@@ -201,7 +210,16 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper) (*Config, error)
 	if c.Aviso.IdleTimeout == 0 {
 		c.Aviso.IdleTimeout = idleBudget(c.Aviso.HeartbeatInterval)
 	}
+	if err := c.takeURLCredentials(); err != nil {
+		return nil, &ConfigError{Err: err}
+	}
 	if err := c.validate(); err != nil {
+		return nil, &ConfigError{Err: err}
+	}
+	// What run builds from the configuration (the sink's and store's
+	// settings, the aviso client's TLS, the checkpoint key) is checked here
+	// too, so that `config` refuses exactly what `run` refuses.
+	if err := c.validateComponents(); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
 	return &c, nil
@@ -220,7 +238,7 @@ func (c *Config) validate() error {
 	if c.Aviso.URL == "" {
 		add("AVISO_URL is required (base URL of aviso-server, e.g. https://aviso.example.int/)")
 	} else if u, err := url.Parse(c.Aviso.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		add("AVISO_URL: %q is not an http(s) URL with a host", c.Aviso.URL)
+		add("AVISO_URL: %q is not an http(s) URL with a host", redactURL(c.Aviso.URL))
 	}
 	if c.Aviso.EventType == "" {
 		add("AVISO_EVENT_TYPE is required (the aviso event type to watch, e.g. mars)")
@@ -242,6 +260,20 @@ func (c *Config) validate() error {
 	default:
 		add("AVISO_MODE: %q is not watch or replay", c.Aviso.Mode)
 	}
+	if (c.Aviso.ToID != "" || c.Aviso.ToDate != "") && c.Aviso.Mode != "replay" {
+		add("AVISO_TO_ID and AVISO_TO_DATE apply only to AVISO_MODE=replay (the end of a replay); AVISO_MODE is %q", c.Aviso.Mode)
+	}
+	if c.Aviso.ToID != "" && c.Aviso.ToDate != "" {
+		add("AVISO_TO_ID and AVISO_TO_DATE are both set; set at most one")
+	}
+	if c.Aviso.ToID != "" {
+		to, err := strconv.ParseUint(strings.TrimSpace(c.Aviso.ToID), 10, 64)
+		if err != nil {
+			add("AVISO_TO_ID: %q is not a non-negative integer sequence", c.Aviso.ToID)
+		} else if from, err := strconv.ParseUint(strings.TrimSpace(c.Aviso.FromID), 10, 64); err == nil && c.Aviso.FromID != "" && to < from {
+			add("AVISO_TO_ID: %d is below AVISO_FROM_ID %d", to, from)
+		}
+	}
 	if c.Aviso.Token != "" && c.Aviso.TokenFile != "" {
 		add("AVISO_TOKEN and AVISO_TOKEN_FILE are both set; set one")
 	}
@@ -260,21 +292,16 @@ func (c *Config) validate() error {
 	if c.avisoHasCredentials() && !c.Aviso.AllowPlaintextAuth && plaintextToRemote(c.Aviso.URL) {
 		add("AVISO_URL: refusing to send credentials over plain http:// to a non-loopback host; use https:// or set AVISO_ALLOW_PLAINTEXT_AUTH=true")
 	}
+	if c.avisoURLUser != "" && c.avisoURLPassword == "" {
+		add("AVISO_URL: holds a user name without a password; put basic credentials in the URL as user:password@ or use AVISO_USERNAME and AVISO_PASSWORD(_FILE)")
+	}
 	if c.Aviso.HeartbeatInterval <= 0 {
 		add("AVISO_HEARTBEAT_INTERVAL: must be positive")
 	}
 	if c.Aviso.IdleTimeout <= 0 {
 		add("AVISO_IDLE_TIMEOUT: must be positive")
 	}
-	for _, f := range []struct{ name, path string }{
-		{"AVISO_TOKEN_FILE", c.Aviso.TokenFile}, {"AVISO_PASSWORD_FILE", c.Aviso.PasswordFile}, {"AVISO_CA_FILE", c.Aviso.CAFile},
-	} {
-		if f.path != "" {
-			if _, err := os.Stat(f.path); err != nil {
-				add("%s: %v", f.name, err)
-			}
-		}
-	}
+	errs = append(errs, c.readFiles()...)
 
 	// Sink.
 	switch c.Sink {
@@ -383,6 +410,9 @@ func (c *Config) validate() error {
 	if c.Bridge.MaxInFlight <= 0 {
 		add("BRIDGE_MAX_IN_FLIGHT: must be positive")
 	}
+	if c.Bridge.MaxInFlightBytes <= 0 {
+		add("BRIDGE_MAX_IN_FLIGHT_BYTES: must be positive")
+	}
 	if _, err := bridge.ParseRejectPolicy(c.Bridge.OnReject); err != nil {
 		add("%v", err)
 	}
@@ -411,7 +441,7 @@ func (c *Config) validate() error {
 }
 
 func (c *Config) avisoHasCredentials() bool {
-	return c.Aviso.Token != "" || c.Aviso.TokenFile != "" || c.Aviso.Username != ""
+	return c.Aviso.Token != "" || c.Aviso.TokenFile != "" || c.Aviso.Username != "" || c.avisoURLUser != ""
 }
 
 // plaintextToRemote reports whether raw is http:// to a host that is not loopback.
@@ -445,8 +475,13 @@ func isHexKey(s string) bool {
 type Variable struct {
 	Name    string
 	Default string
-	Secret  bool
-	Value   reflect.Value
+	// Secret: the value is a secret (never printed). SecretFile: the value
+	// names a file whose contents are a secret. Redact "url": the value is
+	// a URL (or a comma-separated list) whose user info is hidden.
+	Secret     bool
+	SecretFile bool
+	Redact     string
+	Value      reflect.Value
 }
 
 // variables lists every environment variable Config reads, in declaration order.
@@ -457,6 +492,9 @@ func variables(c *Config) []Variable {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
 			tag := f.Tag.Get("env")
 			name, opts, _ := strings.Cut(tag, ",")
 			name = strings.TrimSpace(name)
@@ -476,7 +514,8 @@ func variables(c *Config) []Variable {
 					def = strings.TrimPrefix(o, "default=")
 				}
 			}
-			out = append(out, Variable{Name: prefix + name, Default: def, Secret: f.Tag.Get("secret") == "true", Value: v.Field(i)})
+			out = append(out, Variable{Name: prefix + name, Default: def, Secret: f.Tag.Get("secret") == "true",
+				SecretFile: f.Tag.Get("secretfile") == "true", Redact: f.Tag.Get("redact"), Value: v.Field(i)})
 		}
 	}
 	walk(reflect.ValueOf(c).Elem(), "")
@@ -491,6 +530,9 @@ func fieldVariables() map[string]string {
 	walk = func(t reflect.Type, path, prefix string) {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
 			name, opts, _ := strings.Cut(f.Tag.Get("env"), ",")
 			p := path + f.Name + ": "
 			if strings.TrimSpace(name) == "" {
@@ -531,8 +573,15 @@ func (c *Config) redacted() string {
 	lines := make([]string, 0, len(vars))
 	for _, v := range vars {
 		val := fmt.Sprint(v.Value.Interface())
-		if v.Secret && val != "" {
+		switch {
+		case v.Secret && val != "":
 			val = "[redacted]"
+		case v.Redact == "url":
+			val = redactURLList(val)
+		}
+		if v.Name == "AVISO_URL" && c.avisoURLUser != "" {
+			// Say that AVISO_URL carries credentials, without them.
+			val = withRedactedUserInfo(val)
 		}
 		lines = append(lines, v.Name+"="+val)
 	}
@@ -546,9 +595,18 @@ func (c *Config) redacted() string {
 func (c *Config) secretValues() []string {
 	var out []string
 	for _, v := range variables(c) {
-		if s := fmt.Sprint(v.Value.Interface()); v.Secret && s != "" {
+		s := fmt.Sprint(v.Value.Interface())
+		switch {
+		case v.Secret && s != "":
+			out = append(out, s)
+		case v.Redact == "url":
+			out = append(out, urlSecrets(s)...)
+		}
+	}
+	for _, s := range []string{c.avisoURLUser, c.avisoURLPassword} {
+		if s != "" {
 			out = append(out, s)
 		}
 	}
-	return out
+	return append(out, c.fileSecrets...)
 }

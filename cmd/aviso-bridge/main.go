@@ -17,7 +17,9 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/sethvargo/go-envconfig"
 )
@@ -63,11 +65,16 @@ func realMain(args []string, stdout, stderr io.Writer, env envconfig.Lookuper) i
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+	// The first SIGTERM/SIGINT cancels ctx (drain, commit, exit); a second
+	// one closes hard (exit at once).
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	ctx, hard := signalContexts(sigs)
+	defer hard.release()
 	switch cmd {
 	case "run":
-		return cmdRun(ctx, env, stdout, stderr)
+		return cmdRun(ctx, hard.c, env, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
 	case "healthcheck":
@@ -83,6 +90,9 @@ func realMain(args []string, stdout, stderr io.Writer, env envconfig.Lookuper) i
 			return exitConfig
 		}
 		fmt.Fprint(stdout, cfg.redacted())
+		for _, w := range cfg.securityWarnings() {
+			fmt.Fprintf(stderr, "warning: %s: %s\n", w.Event, w.Message)
+		}
 		return exitOK
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "aviso-bridge %s (commit %s, %s, %s/%s)\n", versionString(), commitString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -120,9 +130,46 @@ func commitString() string {
 	return "unknown"
 }
 
+// hardStop is closed at the second signal.
+type hardStop struct {
+	c    chan struct{}
+	done chan struct{}
+}
+
+func (h hardStop) release() { close(h.done) }
+
+// signalContexts turns the first signal into a cancelled context and the
+// second into a closed channel.
+func signalContexts(sigs <-chan os.Signal) (context.Context, hardStop) {
+	ctx, cancel := context.WithCancel(context.Background())
+	h := hardStop{c: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer cancel()
+		select {
+		case <-sigs:
+		case <-h.done:
+			return
+		}
+		cancel()
+		select {
+		case <-sigs:
+			close(h.c)
+		case <-h.done:
+		}
+	}()
+	return ctx, h
+}
+
+// shutdownGrace is how long past BRIDGE_SHUTDOWN_TIMEOUT the process waits
+// for the bridge to return before it exits anyway.
+const shutdownGrace = 800 * time.Millisecond
+
 // cmdRun runs the bridge until a signal, the end of a replay, or a failure.
-func cmdRun(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig(ctx, env)
+// After the first signal the bridge has BRIDGE_SHUTDOWN_TIMEOUT (plus
+// shutdownGrace) to stop; a second signal exits at once. Either way the
+// exit code is 0 only when the final checkpoint commit was made.
+func cmdRun(ctx context.Context, hard <-chan struct{}, env envconfig.Lookuper, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(context.Background(), env)
 	if err != nil {
 		// The logger is not configured yet: write one JSON log line by hand
 		// through a default logger so log collectors still parse it.
@@ -130,8 +177,39 @@ func cmdRun(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Write
 		return exitConfig
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat, cfg.secretValues())
-	err = runBridge(ctx, cfg, log, stdout, nil)
-	return exitCode(err, log)
+	var run atomic.Pointer[running]
+	done := make(chan error, 1)
+	go func() { done <- runBridge(ctx, cfg, log, stdout, func(r *running) { run.Store(r) }) }()
+	committed := func() bool { r := run.Load(); return r != nil && r.Committed.Load() }
+	signalled := ctx.Done()
+	var overrun <-chan time.Time
+	for {
+		select {
+		case err := <-done:
+			return exitCode(err, log)
+		case <-signalled:
+			signalled = nil
+			t := time.NewTimer(cfg.Bridge.ShutdownTimeout + shutdownGrace)
+			defer t.Stop()
+			overrun = t.C
+		case <-overrun:
+			log.Error("bridge.shutdown.overrun", "timeout", cfg.Bridge.ShutdownTimeout, "committed", committed(),
+				"hint", "the stop did not finish within BRIDGE_SHUTDOWN_TIMEOUT; exiting")
+			return stopExit(committed())
+		case <-hard:
+			log.Warn("bridge.shutdown.forced", "committed", committed(), "hint", "second signal: exiting without waiting for the drain")
+			return stopExit(committed())
+		}
+	}
+}
+
+// stopExit is the exit code of a stop cut short: 0 when the final commit
+// was made, 1 when something acknowledged may not be committed.
+func stopExit(committed bool) int {
+	if committed {
+		return exitOK
+	}
+	return exitRuntime
 }
 
 // exitCode maps runBridge's result to the process exit code.

@@ -10,10 +10,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/supervisor"
 )
 
 // newLogger builds the process logger: JSON or text on w (stderr), with
@@ -31,7 +35,7 @@ func newLogger(w io.Writer, level, format string, secrets []string) *slog.Logger
 	default:
 		lv = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: durationAsString}
 	var h slog.Handler
 	if format == "text" {
 		h = slog.NewTextHandler(w, opts)
@@ -48,6 +52,15 @@ func newLogger(w io.Writer, level, format string, secrets []string) *slog.Logger
 		h = &scrubHandler{Handler: h, secrets: nonEmpty}
 	}
 	return slog.New(h)
+}
+
+// durationAsString logs every time.Duration as its string ("20s"), not as
+// nanoseconds, whichever package logged it.
+func durationAsString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // scrubHandler replaces secret values in string attributes and messages.
@@ -132,6 +145,89 @@ func evaluate(conds []readiness) readyReport {
 	return rep
 }
 
+// readyState is what /readyz looks at: while the bridge starts, the step it
+// is waiting for; then the running components.
+type readyState struct {
+	mu    sync.Mutex
+	phase string // non-empty while starting
+	sup   *supervisor.Supervisor
+	pipe  *bridge.Pipeline
+	sink  bridge.Sink
+	store bridge.Store
+}
+
+func (r *readyState) starting(phase string) {
+	r.mu.Lock()
+	r.phase = phase
+	r.mu.Unlock()
+}
+
+func (r *readyState) running(sup *supervisor.Supervisor, pipe *bridge.Pipeline, sink bridge.Sink, store bridge.Store) {
+	r.mu.Lock()
+	r.phase, r.sup, r.pipe, r.sink, r.store = "", sup, pipe, sink, store
+	r.mu.Unlock()
+}
+
+func (r *readyState) get() (string, *supervisor.Supervisor, *bridge.Pipeline, bridge.Sink, bridge.Store) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.phase, r.sup, r.pipe, r.sink, r.store
+}
+
+// conditions are the /readyz conditions: while starting only "starting"
+// fails (naming what is being reached); once running, the aviso stream, the
+// sink, the checkpoint store (commits included) and acknowledgements.
+func (r *readyState) conditions(readyStall time.Duration) []readiness {
+	healthy := func(v any) error {
+		if hr, ok := v.(bridge.HealthReporter); ok {
+			return hr.Healthy()
+		}
+		return nil
+	}
+	return []readiness{
+		{"starting", func() error {
+			if phase, _, _, _, _ := r.get(); phase != "" {
+				return errors.New("starting: " + phase)
+			}
+			return nil
+		}},
+		{"aviso_stream", func() error {
+			if _, sup, _, _, _ := r.get(); sup != nil {
+				if st := sup.Status(); !st.Connected {
+					return fmt.Errorf("aviso stream not open: %s", st.Reason)
+				}
+			}
+			return nil
+		}},
+		{"sink", func() error {
+			if _, _, _, sink, _ := r.get(); sink != nil {
+				return healthy(sink)
+			}
+			return nil
+		}},
+		{"checkpoint_store", func() error {
+			if _, _, _, _, store := r.get(); store != nil {
+				return healthy(store)
+			}
+			return nil
+		}},
+		{"acknowledgements", func() error {
+			_, _, pipe, _, _ := r.get()
+			if pipe == nil {
+				return nil
+			}
+			st := pipe.Status()
+			if st.Stopped {
+				return errors.New("pipeline stopped")
+			}
+			if st.Stalled(readyStall) {
+				return fmt.Errorf("%d notifications in flight and nothing acknowledged for %s (BRIDGE_READY_STALL)", st.InFlight, readyStall)
+			}
+			return nil
+		}},
+	}
+}
+
 // newHTTPHandler serves /metrics, /healthz and /readyz.
 func newHTTPHandler(reg *prometheus.Registry, conds []readiness) http.Handler {
 	mux := http.NewServeMux()
@@ -151,23 +247,36 @@ func newHTTPHandler(reg *prometheus.Registry, conds []readiness) http.Handler {
 	return mux
 }
 
-// serveHTTP listens on addr and serves h until ctx is done.
-func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+// httpTimeouts bound every phase of a request to the endpoints, so that
+// slow or idle clients cannot hold connections (and goroutines) forever.
+type httpTimeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
+
+var defaultHTTPTimeouts = httpTimeouts{ReadHeader: 5 * time.Second, Read: 10 * time.Second, Write: 30 * time.Second, Idle: 60 * time.Second}
+
+func newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: t.ReadHeader, ReadTimeout: t.Read, WriteTimeout: t.Write, IdleTimeout: t.Idle}
+}
+
+// serveHTTP listens on addr and serves h until stop is called; stop shuts
+// the server down gracefully until its context ends, then closes it.
+func serveHTTP(addr string, h http.Handler, log *slog.Logger, t httpTimeouts) (stop func(context.Context), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("BRIDGE_HTTP_ADDR: listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(h, t)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("bridge.http.failed", "error", err.Error())
 		}
 	}()
 	log.Info("bridge.http.listening", "addr", ln.Addr().String())
-	return func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
+	return func(ctx context.Context) {
+		if srv.Shutdown(ctx) != nil {
+			_ = srv.Close()
+		}
 	}, nil
 }
 

@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +38,60 @@ type running struct {
 	Pipeline   *bridge.Pipeline
 	Supervisor *supervisor.Supervisor
 	Registry   *prometheus.Registry
+	// Committed is set once the pipeline has stopped with its final commit
+	// made: nothing acknowledged is left uncommitted, whatever the closing
+	// of the sink and the store still does.
+	Committed atomic.Bool
+}
+
+// stopClock is the one deadline of a stop: BRIDGE_SHUTDOWN_TIMEOUT counted
+// from the signal, shared by the drain, the closing of the sink and the
+// store, and the HTTP server.
+type stopClock struct {
+	timeout time.Duration
+	mu      sync.Mutex
+	at      time.Time // zero until ctx is done
+}
+
+func newStopClock(ctx context.Context, timeout time.Duration) (*stopClock, func() bool) {
+	c := &stopClock{timeout: timeout}
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.at = time.Now().Add(timeout)
+		c.mu.Unlock()
+	})
+	return c, stop
+}
+
+// context returns a context that ends at the stop deadline, or floor from
+// now if that is later (so a healthy sink can still close cleanly); a stop
+// that no signal started (a replay's end, a failure) gets the whole timeout.
+func (c *stopClock) context(floor time.Duration) (context.Context, context.CancelFunc) {
+	c.mu.Lock()
+	at := c.at
+	c.mu.Unlock()
+	if at.IsZero() {
+		at = time.Now().Add(c.timeout)
+	}
+	if min := time.Now().Add(floor); at.Before(min) {
+		at = min
+	}
+	return context.WithDeadline(context.Background(), at)
+}
+
+// closeFloor is the least time the sink, the store and the HTTP server get
+// to close once the stop deadline has passed.
+const closeFloor = 200 * time.Millisecond
+
+// startInterrupted reports a stop requested while the bridge was still
+// starting (waiting for a broker): not a failure, exit 0.
+func startInterrupted(ctx context.Context, err error, log *slog.Logger) bool {
+	var ce *ConfigError
+	if ctx.Err() == nil || errors.As(err, &ce) {
+		return false
+	}
+	log.Info("bridge.start.interrupted", "reason", "stop requested while starting", "error", err.Error())
+	return true
 }
 
 // runBridge wires the configured source, pipeline, sink and store and runs
@@ -45,33 +102,62 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	run := &running{Registry: reg}
 
 	identifier := json.RawMessage(cfg.Aviso.Identifier)
-	key := cfg.Checkpoint.Key
-	if key == "" {
-		k, err := bridge.CheckpointKey(cfg.Aviso.URL, cfg.Aviso.EventType, identifier)
+	key, err := checkpointKey(cfg)
+	if err != nil {
+		return &ConfigError{Err: err}
+	}
+	run.Key = key
+	log.Info("bridge.starting", "version", versionString(), "aviso_url", cfg.avisoURLForLog(), "event_type", cfg.Aviso.EventType,
+		"identifier", cfg.Aviso.Identifier, "mode", cfg.Aviso.Mode, "sink", cfg.Sink, "checkpoint_store", cfg.Checkpoint.Store,
+		"checkpoint_key", key)
+	for _, w := range cfg.securityWarnings() {
+		log.Warn(w.Event, "hint", w.Message)
+	}
+	if cfg.Aviso.InsecureSkipVerify {
+		log.Warn("aviso.tls.insecure", "hint", "AVISO_INSECURE_SKIP_VERIFY=true: the aviso-server certificate is not verified; use AVISO_CA_FILE instead")
+	}
+	clock, stopClock := newStopClock(ctx, cfg.Bridge.ShutdownTimeout)
+	defer stopClock()
+
+	// The endpoints come first: /healthz and /readyz answer from the first
+	// second, also while the store and the sink are still being reached.
+	ready := &readyState{}
+	ready.starting("connecting to the " + cfg.Checkpoint.Store + " checkpoint store")
+	if cfg.Bridge.HTTPAddr != "" {
+		stopHTTP, err := serveHTTP(cfg.Bridge.HTTPAddr, newHTTPHandler(reg, ready.conditions(cfg.Bridge.ReadyStall)), log, defaultHTTPTimeouts)
 		if err != nil {
 			return &ConfigError{Err: err}
 		}
-		key = k
+		defer func() {
+			sctx, cancel := clock.context(closeFloor)
+			defer cancel()
+			stopHTTP(sctx)
+		}()
 	}
-	log.Info("bridge.starting", "version", versionString(), "aviso_url", redactURL(cfg.Aviso.URL), "event_type", cfg.Aviso.EventType,
-		"identifier", cfg.Aviso.Identifier, "mode", cfg.Aviso.Mode, "sink", cfg.Sink, "checkpoint_store", cfg.Checkpoint.Store,
-		"checkpoint_key", key)
 
 	// Checkpoint store first: a held key or an unusable store stops here.
-	store, err := openStore(ctx, cfg, key, log)
+	rawStore, err := openStore(ctx, cfg, key, log)
 	if err != nil {
+		if startInterrupted(ctx, err, log) {
+			return nil
+		}
 		return err
 	}
-	defer store.Close()
+	store := &trackedStore{Store: rawStore}
+	defer closeWithin(clock, log, "checkpoint store", func(context.Context) error { return store.Close() })
 	cp, found, err := store.Load(ctx)
 	if err != nil {
+		if startInterrupted(ctx, err, log) {
+			return nil
+		}
 		return fmt.Errorf("checkpoint store %s: load key %s: %w", cfg.Checkpoint.Store, key, err)
 	}
 	if found {
 		log.Info("bridge.checkpoint.loaded", "sequence", cp.Sequence, "event_id", cp.EventID, "checkpoint_key", key,
-			"resume_from_id", cp.Sequence+1)
+			"resume_from_id", resumeFromID(cp.Sequence))
 		m.CheckpointSequence.Set(float64(cp.Sequence))
 	}
 
@@ -83,17 +169,15 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	} else if v, err := strconv.ParseUint(strings.TrimSpace(cfg.Aviso.FromID), 10, 64); err == nil && v > 0 {
 		resumeAfter = v - 1
 	}
+	ready.starting("connecting to the " + cfg.Sink + " sink")
 	sink, err := openSink(ctx, cfg, log, m, out, resumeAfter)
 	if err != nil {
+		if startInterrupted(ctx, err, log) {
+			return nil
+		}
 		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), cfg.Bridge.ShutdownTimeout)
-		defer cancel()
-		if err := sink.Close(cctx); err != nil {
-			log.Warn("bridge.sink.close_failed", "error", err.Error())
-		}
-	}()
+	defer closeWithin(clock, log, "sink", sink.Close)
 
 	start := supervisor.Start{}
 	if found {
@@ -106,6 +190,10 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 			log.Info("bridge.sink.position", "sequence", seq, "checkpoint", cp.Sequence, "action", "resuming after the sink's stored position")
 			start.Checkpoint, start.HasCheckpoint = seq, true
 		}
+	}
+	if ctx.Err() != nil {
+		log.Info("bridge.start.interrupted", "reason", "stop requested while starting")
+		return nil
 	}
 	if !start.HasCheckpoint {
 		if cfg.Aviso.FromID != "" {
@@ -139,9 +227,6 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	if err != nil {
 		return err
 	}
-	if cfg.Aviso.InsecureSkipVerify {
-		log.Warn("aviso.tls.insecure", "hint", "AVISO_INSECURE_SKIP_VERIFY=true: the aviso-server certificate is not verified; use AVISO_CA_FILE instead")
-	}
 	mode := aviso.Watch
 	if cfg.Aviso.Mode == "replay" {
 		mode = aviso.Replay
@@ -160,45 +245,8 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	if err != nil {
 		return asConfigError(err)
 	}
-
-	if cfg.Bridge.HTTPAddr != "" {
-		conds := []readiness{
-			{"aviso_stream", func() error {
-				st := sup.Status()
-				if !st.Connected {
-					return fmt.Errorf("aviso stream not open: %s", st.Reason)
-				}
-				return nil
-			}},
-			{"sink", func() error {
-				if hr, ok := sink.(bridge.HealthReporter); ok {
-					return hr.Healthy()
-				}
-				return nil
-			}},
-			{"checkpoint_store", func() error {
-				if hr, ok := store.(bridge.HealthReporter); ok {
-					return hr.Healthy()
-				}
-				return nil
-			}},
-			{"acknowledgements", func() error {
-				st := pipe.Status()
-				if st.Stopped {
-					return errors.New("pipeline stopped")
-				}
-				if st.Stalled(cfg.Bridge.ReadyStall) {
-					return fmt.Errorf("%d notifications in flight and nothing acknowledged for %s (BRIDGE_READY_STALL)", st.InFlight, cfg.Bridge.ReadyStall)
-				}
-				return nil
-			}},
-		}
-		stopHTTP, err := serveHTTP(ctx, cfg.Bridge.HTTPAddr, newHTTPHandler(reg, conds), log)
-		if err != nil {
-			return &ConfigError{Err: err}
-		}
-		defer stopHTTP()
-	}
+	run.Pipeline, run.Supervisor = pipe, sup
+	ready.running(sup, pipe, sink, store)
 
 	// The pipeline drains on ctx cancellation (up to BRIDGE_SHUTDOWN_TIMEOUT);
 	// the supervisor stops reading at once. runCtx also stops both when the
@@ -206,11 +254,17 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	pdone := make(chan error, 1)
-	go func() { pdone <- pipe.Run(runCtx) }()
+	go func() {
+		err := pipe.Run(runCtx)
+		if err == nil {
+			run.Committed.Store(true)
+		}
+		pdone <- err
+	}()
 	sdone := make(chan error, 1)
 	go func() { sdone <- sup.Run(runCtx) }()
 	if observe != nil {
-		observe(&running{Key: key, Pipeline: pipe, Supervisor: sup, Registry: reg})
+		observe(run)
 	}
 	log.Info("bridge.started", "checkpoint_key", key, "max_in_flight", cfg.Bridge.MaxInFlight)
 
@@ -248,6 +302,93 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	return nil
 }
 
+// closeWithin closes a component within the stop deadline (at least
+// closeFloor): a close that blocks longer (a stalled stdout reader, a store
+// whose broker is gone) is logged and left behind, since everything it
+// could still write is either committed or will be delivered again.
+func closeWithin(clock *stopClock, log *slog.Logger, what string, closeFn func(context.Context) error) {
+	ctx, cancel := clock.context(closeFloor)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- closeFn(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Warn("bridge.close.failed", "component", what, "error", err.Error())
+		}
+	case <-ctx.Done():
+		log.Warn("bridge.close.timeout", "component", what, "hint", "still closing at the BRIDGE_SHUTDOWN_TIMEOUT deadline; left behind")
+	}
+}
+
+// resumeFromID is the first sequence after checkpoint seq, or a note when
+// the checkpoint is the last possible sequence (no wrap to 0).
+func resumeFromID(seq uint64) any {
+	if seq == math.MaxUint64 {
+		return "none (the checkpoint is the last possible sequence)"
+	}
+	return seq + 1
+}
+
+// checkpointKey is CHECKPOINT_KEY, or the key derived from AVISO_URL,
+// AVISO_EVENT_TYPE and AVISO_IDENTIFIER.
+func checkpointKey(cfg *Config) (string, error) {
+	if cfg.Checkpoint.Key != "" {
+		return cfg.Checkpoint.Key, nil
+	}
+	return bridge.CheckpointKey(cfg.Aviso.URL, cfg.Aviso.EventType, json.RawMessage(cfg.Aviso.Identifier))
+}
+
+// avisoURLForLog is AVISO_URL as logged: credentials taken out of it are
+// marked, never shown.
+func (c *Config) avisoURLForLog() string {
+	if c.avisoURLUser != "" {
+		return withRedactedUserInfo(c.Aviso.URL)
+	}
+	return redactURL(c.Aviso.URL)
+}
+
+// trackedStore remembers whether the last checkpoint commit failed, for
+// /readyz: any store (the file store too) is not ready while its commits
+// keep failing.
+type trackedStore struct {
+	bridge.Store
+	mu      sync.Mutex
+	lastErr error
+	since   time.Time
+}
+
+func (s *trackedStore) Commit(ctx context.Context, cp bridge.Checkpoint) error {
+	err := s.Store.Commit(ctx, cp)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err == nil:
+		s.lastErr, s.since = nil, time.Time{}
+	case ctx.Err() == nil:
+		if s.lastErr == nil {
+			s.since = time.Now()
+		}
+		s.lastErr = err
+	}
+	return err
+}
+
+// Healthy is the store's own health, then whether commits are failing.
+func (s *trackedStore) Healthy() error {
+	if hr, ok := s.Store.(bridge.HealthReporter); ok {
+		if err := hr.Healthy(); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastErr != nil {
+		return fmt.Errorf("checkpoint commits failing since %s: %v", s.since.UTC().Format(time.RFC3339), s.lastErr)
+	}
+	return nil
+}
+
 // asConfigError turns the supervisor's configuration error into main's.
 func asConfigError(err error) error {
 	var sce *supervisor.ConfigError
@@ -263,7 +404,7 @@ func openStore(ctx context.Context, cfg *Config, key string, log *slog.Logger) (
 	case "file":
 		s, err := checkpoint.OpenFile(cfg.Checkpoint.File, key)
 		if err != nil {
-			return nil, fmt.Errorf("CHECKPOINT_FILE: %w", err)
+			return nil, nameSetting("CHECKPOINT_FILE", err)
 		}
 		return s, nil
 	case "nats-kv":
@@ -303,21 +444,7 @@ func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metr
 	case "stdout":
 		return stdout.New(stdout.Options{Out: out, MaxInFlight: cfg.Bridge.MaxInFlight}), nil
 	case "nats", "jetstream":
-		nc := natssink.Config{
-			ConnConfig:         natsConn(cfg),
-			Mode:               natssink.Mode(cfg.Sink),
-			Format:             natssink.Format(cfg.SinkFormat),
-			Subject:            cfg.NATS.Subject,
-			DLQSubject:         cfg.Bridge.DLQSubject,
-			Stream:             cfg.NATS.Stream,
-			StreamCreate:       cfg.NATS.StreamCreate,
-			StreamSubjects:     natssink.SplitList(cfg.NATS.StreamSubjects),
-			MaxPending:         cfg.NATS.MaxPending,
-			MaxInFlight:        cfg.Bridge.MaxInFlight,
-			PublishTimeout:     cfg.NATS.PublishTimeout,
-			CheckpointInterval: cfg.Checkpoint.Interval,
-			ShutdownTimeout:    cfg.Bridge.ShutdownTimeout,
-		}
+		nc := natsSinkConfig(cfg)
 		if err := nc.Validate(); err != nil {
 			return nil, &ConfigError{Err: err}
 		}
@@ -335,6 +462,36 @@ func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metr
 		})
 	}
 	return nil, &ConfigError{Err: fmt.Errorf("SINK: %q is not supported", cfg.Sink)}
+}
+
+// natsSinkConfig is the NATS sink's configuration.
+func natsSinkConfig(cfg *Config) natssink.Config {
+	reject, _ := bridge.ParseRejectPolicy(cfg.Bridge.OnReject)
+	return natssink.Config{
+		ConnConfig:         natsConn(cfg),
+		Mode:               natssink.Mode(cfg.Sink),
+		Format:             natssink.Format(cfg.SinkFormat),
+		Subject:            cfg.NATS.Subject,
+		DLQSubject:         cfg.Bridge.DLQSubject,
+		DeadLetters:        reject == bridge.RejectDLQ,
+		Stream:             cfg.NATS.Stream,
+		StreamCreate:       cfg.NATS.StreamCreate,
+		StreamSubjects:     natssink.SplitList(cfg.NATS.StreamSubjects),
+		MaxPending:         cfg.NATS.MaxPending,
+		MaxInFlight:        cfg.Bridge.MaxInFlight,
+		PublishTimeout:     cfg.NATS.PublishTimeout,
+		CheckpointInterval: cfg.Checkpoint.Interval,
+		ShutdownTimeout:    cfg.Bridge.ShutdownTimeout,
+	}
+}
+
+// nameSetting prefixes err with the variable to fix, unless the message
+// already names it (no "CHECKPOINT_FILE: CHECKPOINT_FILE ...").
+func nameSetting(name string, err error) error {
+	if strings.Contains(err.Error(), name) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }
 
 func natsConn(cfg *Config) natssink.ConnConfig {
@@ -413,12 +570,12 @@ func retryStart[T any](ctx context.Context, log *slog.Logger, what string, open 
 		if errors.As(err, &ce) || bridge.IsPermanent(err) || errors.Is(err, bridge.ErrKeyHeld) || !retryableStart(err) {
 			return zero, err
 		}
-		log.Warn("bridge.start.retrying", "component", what, "attempt", attempt, "delay_ms", delay.Milliseconds(), "error", err.Error())
+		log.Warn("bridge.start.retrying", "component", what, "attempt", attempt, "delay", delay.String(), "error", err.Error())
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return zero, fmt.Errorf("%s: %w (gave up: %v)", what, err, ctx.Err())
+			return zero, fmt.Errorf("%s: %w (gave up: %w)", what, err, ctx.Err())
 		case <-t.C:
 		}
 		delay = min(delay*2, 10*time.Second)
@@ -466,7 +623,7 @@ func avisoClient(cfg *Config) (*aviso.Client, error) {
 	tr.TLSClientConfig = tlsCfg
 	c := &aviso.Client{
 		BaseURL:      cfg.Aviso.URL,
-		HTTPClient:   &http.Client{Transport: tr, CheckRedirect: keepPOST},
+		HTTPClient:   &http.Client{Transport: tr, CheckRedirect: redirectPolicy(cfg.avisoHasCredentials())},
 		UserAgent:    "aviso-bridge/" + versionString(),
 		MaxEventSize: int(cfg.Aviso.MaxEventSize),
 		IdleTimeout:  cfg.Aviso.IdleTimeout,
@@ -480,18 +637,10 @@ func avisoClient(cfg *Config) (*aviso.Client, error) {
 		c.Credentials = aviso.BasicAuthFile(cfg.Aviso.Username, cfg.Aviso.PasswordFile)
 	case cfg.Aviso.Username != "":
 		c.Credentials = aviso.BasicAuth(cfg.Aviso.Username, cfg.Aviso.Password)
+	case cfg.avisoURLUser != "":
+		c.Credentials = aviso.BasicAuth(cfg.avisoURLUser, cfg.avisoURLPassword)
 	}
 	return c, nil
-}
-
-// keepPOST follows 307/308 redirects, which repeat the POST with its body,
-// and stops at 301/302/303, which would turn the watch into a GET (405 from
-// aviso): that response is then reported as an error naming AVISO_URL.
-func keepPOST(req *http.Request, via []*http.Request) error {
-	if req.Method != http.MethodPost || len(via) >= 5 {
-		return http.ErrUseLastResponse
-	}
-	return nil
 }
 
 // ownerID names this process in a checkpoint store: host, pid and a
@@ -501,17 +650,4 @@ func ownerID() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
-}
-
-// redactURL drops user info from a URL for logging.
-func redactURL(raw string) string {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return raw
-	}
-	rest := raw[i+3:]
-	if at := strings.IndexByte(rest, '@'); at >= 0 && (strings.IndexByte(rest, '/') < 0 || at < strings.IndexByte(rest, '/')) {
-		return raw[:i+3] + "[redacted]@" + rest[at+1:]
-	}
-	return raw
 }
