@@ -132,3 +132,60 @@ func TestIdentifierValue(t *testing.T) {
 		}
 	}
 }
+
+// Identifier values that are not strings (interface.md section 4) render
+// as their compact JSON, then encoded for the target: numbers, booleans,
+// polygons (arrays of [lat, lon] pairs) and objects, in NATS subjects,
+// Kafka topics and Kafka keys.
+func TestTemplateNonStringIdentifierValues(t *testing.T) {
+	const ident = `{"step": 12, "neg": -3, "frac": 1.50, "exp": 1E+3, "big": 12345678901234567890,
+		"flag": true, "off": false,
+		"poly": [ [52.5, -1.25], [ 53.0,0.75 ] , [52.5,-1.25]],
+		"point": [[10, 20]], "empty": [], "obj": { "lat" : 1, "lon" : [2] }, "emptyobj": {}}`
+	tests := []struct {
+		key       string
+		subject   string // NATS subject token
+		topic     string // Kafka topic part
+		recordKey string // Kafka key (verbatim)
+	}{
+		{"step", "12", "12", "12"},
+		{"neg", "-3", "-3", "-3"},
+		{"frac", "1%2E50", "1.50", "1.50"},
+		{"exp", "1E%2B3", "1E_3", "1E+3"},
+		{"big", "12345678901234567890", "12345678901234567890", "12345678901234567890"},
+		{"flag", "true", "true", "true"},
+		{"off", "false", "false", "false"},
+		{"poly", "%5B%5B52%2E5%2C-1%2E25%5D%2C%5B53%2E0%2C0%2E75%5D%2C%5B52%2E5%2C-1%2E25%5D%5D",
+			"__52.5_-1.25___53.0_0.75___52.5_-1.25__", "[[52.5,-1.25],[53.0,0.75],[52.5,-1.25]]"},
+		{"point", "%5B%5B10%2C20%5D%5D", "__10_20__", "[[10,20]]"},
+		{"empty", "%5B%5D", "__", "[]"},
+		{"obj", "%7B%22lat%22%3A1%2C%22lon%22%3A%5B2%5D%7D", "__lat__1__lon___2__", `{"lat":1,"lon":[2]}`},
+		{"emptyobj", "%7B%7D", "__", "{}"},
+	}
+	n := tmplNote(ident)
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			for _, c := range []struct {
+				tmpl string
+				enc  bridge.Encoding
+				want string
+			}{
+				{"aviso.{event_type}.{identifier." + tt.key + "}.end", bridge.EncodeNATSSubject, "aviso.mars." + tt.subject + ".end"},
+				{"aviso.{event_type}.{identifier." + tt.key + "}", bridge.EncodeKafkaTopic, "aviso.mars." + tt.topic},
+				{"{event_type}/{identifier." + tt.key + "}", bridge.EncodeNone, "mars/" + tt.recordKey},
+			} {
+				tm, err := bridge.ParseTemplate(c.tmpl, c.enc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := tm.Render(n)
+				if got != c.want {
+					t.Errorf("%q renders %q, want %q", c.tmpl, got, c.want)
+				}
+				if c.enc == bridge.EncodeNATSSubject && strings.Count(got, ".") != 3 {
+					t.Errorf("%q: the value is not one subject token: %q", c.tmpl, got)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,49 @@
+package kafka_test
+
+import (
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/aviso-bridge/aviso-bridge/sinks/kafka"
+	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
+)
+
+// Identifier values that are not strings (numbers, booleans, polygons)
+// render as their compact JSON in KAFKA_TOPIC (characters outside
+// [A-Za-z0-9._-] as '_') and KAFKA_KEY (verbatim); the records are read
+// back from the rendered topics with the rendered keys.
+func TestNonStringIdentifierTopicsAndKeys(t *testing.T) {
+	cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(2))
+	s := newSink(t, cl, kafka.Config{
+		Topic:      "aviso.{event_type}.{identifier.step}.{identifier.flag}",
+		Key:        "{identifier.polygon}",
+		DedupeScan: -1, // the topic depends on the notification
+	})
+	tests := []struct {
+		identifier string
+		topic, key string
+	}{
+		{`{"step": 12, "flag": true, "polygon": [[52.5, -1.25], [53, 0.75], [52.5, -1.25]]}`,
+			"aviso.mars.12.true", "[[52.5,-1.25],[53,0.75],[52.5,-1.25]]"},
+		{`{"step": -0.5, "flag": false, "polygon": [ [1, 2] ]}`, "aviso.mars.-0.5.false", "[[1,2]]"},
+		{`{"step": 1E+3, "polygon": {"lat": [1], "lon": [2]}}`, "aviso.mars.1E_3._", `{"lat":[1],"lon":[2]}`},
+	}
+	notes := kafkatest.Notifications("mars", 1, len(tests), kafkatest.NotificationOptions{})
+	for i, tt := range tests {
+		notes[i] = kafkatest.NewNotification("mars", uint64(i+1), kafkatest.NotificationOptions{Identifier: tt.identifier})
+	}
+	drive(t, s, notes, kafkatest.DriverConfig{})
+	for i, tt := range tests {
+		recs := readTopic(t, cl, tt.topic)
+		if len(recs) != 1 {
+			t.Fatalf("topic %q holds %d records, want 1", tt.topic, len(recs))
+		}
+		if got := string(recs[0].Key); got != tt.key {
+			t.Errorf("record of %s: key %q, want %q", notes[i].ID, got, tt.key)
+		}
+		if got := seqOf(t, recs[0]); got != notes[i].Sequence {
+			t.Errorf("topic %q holds sequence %d, want %d", tt.topic, got, notes[i].Sequence)
+		}
+	}
+}
