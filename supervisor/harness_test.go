@@ -569,3 +569,22 @@ func isCanceled(err error) bool { return errors.Is(err, context.Canceled) }
 func u64(v uint64) *uint64 { return &v }
 
 func ptr[T any](v T) *T { return &v }
+
+// advance moves the clock's Now forward by d (time passing without a Sleep).
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+// waitUntil polls cond until it holds; it fails after waitLimit.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
