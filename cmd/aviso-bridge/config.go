@@ -16,6 +16,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	natssink "github.com/aviso-bridge/aviso-bridge/sinks/nats"
 )
 
 // Config is every environment variable of interface.md section 2 (plus a
@@ -576,8 +577,10 @@ func (c *Config) redacted() string {
 		switch {
 		case v.Secret && val != "":
 			val = "[redacted]"
+		case v.Redact == "url" && v.Name == "NATS_URL":
+			val = natssink.RedactURLs(val)
 		case v.Redact == "url":
-			val = redactURLList(val)
+			val = redactURL(val)
 		}
 		if v.Name == "AVISO_URL" && c.avisoURLUser != "" {
 			// Say that AVISO_URL carries credentials, without them.

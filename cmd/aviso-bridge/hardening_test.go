@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -23,7 +24,9 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/aviso-bridge/aviso-bridge/aviso"
+	"github.com/aviso-bridge/aviso-bridge/avisotest"
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint"
 )
 
 // authRecorder is an HTTP server that records the Authorization header of
@@ -306,20 +309,26 @@ func TestSecretParts(t *testing.T) {
 
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
-		"nats://u:p@h:4222":              "nats://[redacted]@h:4222",
-		"nats://tok@h:4222":              "nats://[redacted]@h:4222",
-		"u:p@h:4222":                     "[redacted]@h:4222",
-		"https://h/path@x":               "https://h/path@x",
-		"https://a:b/c@h/":               "https://[redacted]@h/",
-		"nats://h:4222":                  "nats://h:4222",
-		"nats://a:p@h1,nats://b:q@h2:42": "nats://[redacted]@h1,nats://[redacted]@h2:42",
+		"https://u:p@h:4222/x": "https://[redacted]@h:4222/x",
+		"https://tok@h/":       "https://[redacted]@h/",
+		"https://h/path@x":     "https://h/path@x",
+		"https://a:b/c@h/":     "https://[redacted]@h/",
+		"https://h:443/":       "https://h:443/",
 	} {
-		if got := redactURLList(in); got != want {
-			t.Errorf("redactURLList(%q) = %q, want %q", in, got, want)
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 	if got := urlSecrets("nats://a:p-1@h1, nats://tok-2@h2,h3"); fmt.Sprint(got) != "[p-1 tok-2]" {
 		t.Errorf("urlSecrets = %q", got)
+	}
+	c, err := load(t, minimal(map[string]string{"SINK": "jetstream", "NATS_URL": "nats://a:pw-9x@h1:4222,nats://tok-8y@h2:4222"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := c.redacted()
+	if strings.Contains(out, "pw-9x") || strings.Contains(out, "tok-8y") || !strings.Contains(out, "NATS_URL=nats://a:REDACTED@h1:4222,nats://REDACTED@h2:4222\n") {
+		t.Errorf("config output:\n%s", out)
 	}
 }
 
@@ -608,5 +617,62 @@ func TestEndpointsServedWhileWaitingForTheSink(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "bridge.start.interrupted") {
 		t.Errorf("logs lack bridge.start.interrupted: %s", logs.String())
+	}
+}
+
+// A replay with AVISO_TO_ID stops there; a checkpoint file holding only
+// other keys is warned about (naming them) before starting from
+// AVISO_FROM_ID.
+func TestReplayToIDAndOtherKeysWarning(t *testing.T) {
+	srv := avisotest.NewServer(t)
+	for i := 0; i < 8; i++ {
+		srv.Publish("mars", map[string]string{"class": "od"}, map[string]any{"i": i})
+	}
+	cpFile := filepath.Join(t.TempDir(), "cp.json")
+	other := strings.Repeat("b", 64)
+	st, err := checkpoint.OpenFile(cpFile, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit(context.Background(), bridge.Checkpoint{Sequence: 7, EventID: "mars@7", UpdatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	cfg, err := load(t, map[string]string{
+		"AVISO_URL": srv.URL, "AVISO_EVENT_TYPE": "mars", "AVISO_FROM_ID": "2", "AVISO_MODE": "replay", "AVISO_TO_ID": "4",
+		"CHECKPOINT_FILE": cpFile, "BRIDGE_HTTP_ADDR": "",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, logs syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := runBridge(ctx, cfg, newLogger(&logs, "info", "json", nil), &out, nil); err != nil {
+		t.Fatalf("replay: %v\n%s", err, logs.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], `"mars@2"`) || !strings.Contains(lines[2], `"mars@4"`) {
+		t.Errorf("replay 2..4 wrote:\n%s", out.String())
+	}
+	if !strings.Contains(logs.String(), `"msg":"bridge.checkpoint.other_keys"`) || !strings.Contains(logs.String(), other) {
+		t.Errorf("no other-keys warning naming %s:\n%s", other, logs.String())
+	}
+}
+
+// The production binary does not link the testing package (the demo uses
+// avisotest without it).
+func TestBinaryDoesNotLinkTesting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p == "testing" {
+			t.Fatal("cmd/aviso-bridge depends on package testing")
+		}
 	}
 }

@@ -180,7 +180,15 @@ func cmdRun(ctx context.Context, hard <-chan struct{}, env envconfig.Lookuper, s
 	var run atomic.Pointer[running]
 	done := make(chan error, 1)
 	go func() { done <- runBridge(ctx, cfg, log, stdout, func(r *running) { run.Store(r) }) }()
-	committed := func() bool { r := run.Load(); return r != nil && r.Committed.Load() }
+	// committed: nothing acknowledged is left uncommitted (notifications
+	// still in flight are read again from aviso after a restart).
+	committed := func() bool {
+		r := run.Load()
+		if r == nil || r.Pipeline == nil || r.Committed.Load() {
+			return true // still starting: nothing acknowledged yet
+		}
+		return !r.Pipeline.Status().Uncommitted()
+	}
 	signalled := ctx.Done()
 	var overrun <-chan time.Time
 	for {

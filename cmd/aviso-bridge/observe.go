@@ -199,6 +199,14 @@ func (r *readyState) conditions(readyStall time.Duration) []readiness {
 			}
 			return nil
 		}},
+		{"behind_checkpoint", func() error {
+			if _, sup, _, _, _ := r.get(); sup != nil {
+				if b := sup.Status().BehindCheckpoint; b != "" {
+					return errors.New(b)
+				}
+			}
+			return nil
+		}},
 		{"sink", func() error {
 			if _, _, _, sink, _ := r.get(); sink != nil {
 				return healthy(sink)
@@ -206,8 +214,14 @@ func (r *readyState) conditions(readyStall time.Duration) []readiness {
 			return nil
 		}},
 		{"checkpoint_store", func() error {
-			if _, _, _, _, store := r.get(); store != nil {
-				return healthy(store)
+			_, _, pipe, _, store := r.get()
+			if store != nil {
+				if err := healthy(store); err != nil {
+					return err
+				}
+			}
+			if pipe != nil {
+				return pipe.Status().CommitFailure()
 			}
 			return nil
 		}},

@@ -155,6 +155,12 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 		}
 		return fmt.Errorf("checkpoint store %s: load key %s: %w", cfg.Checkpoint.Store, key, err)
 	}
+	if other, ok := rawStore.(interface{ OtherKeys() []string }); ok && !found {
+		if keys := other.OtherKeys(); len(keys) > 0 {
+			log.Warn("bridge.checkpoint.other_keys", "checkpoint_key", key, "keys_found", keys, "checkpoint_file", cfg.Checkpoint.File,
+				"hint", "the checkpoint file holds positions of other keys but none for this one: AVISO_URL, AVISO_EVENT_TYPE, AVISO_IDENTIFIER or CHECKPOINT_KEY changed? Starting from AVISO_FROM_*; set CHECKPOINT_KEY to one of keys_found to resume from it instead")
+		}
+	}
 	if found {
 		log.Info("bridge.checkpoint.loaded", "sequence", cp.Sequence, "event_id", cp.EventID, "checkpoint_key", key,
 			"resume_from_id", resumeFromID(cp.Sequence))
@@ -209,6 +215,7 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	reject, _ := bridge.ParseRejectPolicy(cfg.Bridge.OnReject)
 	pcfg := bridge.PipelineConfig{
 		MaxInFlight:        cfg.Bridge.MaxInFlight,
+		MaxInFlightBytes:   int64(cfg.Bridge.MaxInFlightBytes),
 		CheckpointInterval: cfg.Checkpoint.Interval,
 		ShutdownTimeout:    cfg.Bridge.ShutdownTimeout,
 		OnReject:           reject,
@@ -231,17 +238,23 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	if cfg.Aviso.Mode == "replay" {
 		mode = aviso.Replay
 	}
-	sup, err := supervisor.New(supervisor.Config{
-		Client:              client,
-		Mode:                mode,
-		EventType:           cfg.Aviso.EventType,
-		Identifier:          identifier,
-		Start:               start,
-		Pipeline:            pipe,
-		DeadLetterMalformed: reject == bridge.RejectDLQ,
-		Logger:              log,
-		Metrics:             m,
-	})
+	scfg := supervisor.Config{
+		Client:      client,
+		Mode:        mode,
+		EventType:   cfg.Aviso.EventType,
+		Identifier:  identifier,
+		Start:       start,
+		Pipeline:    pipe,
+		ToDate:      strings.TrimSpace(cfg.Aviso.ToDate),
+		DeadLetters: reject == bridge.RejectDLQ,
+		Logger:      log,
+		Metrics:     m,
+	}
+	if cfg.Aviso.ToID != "" {
+		v, _ := strconv.ParseUint(strings.TrimSpace(cfg.Aviso.ToID), 10, 64)
+		scfg.ToID = &v
+	}
+	sup, err := supervisor.New(scfg)
 	if err != nil {
 		return asConfigError(err)
 	}
@@ -511,7 +524,16 @@ func natsConn(cfg *Config) natssink.ConnConfig {
 }
 
 func kafkaConfig(cfg *Config) (kafkasink.Config, error) {
-	kc := kafkasink.Config{
+	kc := kafkaSettings(cfg)
+	if err := kc.Validate(); err != nil {
+		return kc, &ConfigError{Err: err}
+	}
+	return kc, nil
+}
+
+// kafkaSettings is the Kafka sink's and store's configuration, not validated.
+func kafkaSettings(cfg *Config) kafkasink.Config {
+	return kafkasink.Config{
 		Brokers:         splitList(cfg.Kafka.Brokers),
 		Topic:           cfg.Kafka.Topic,
 		Key:             cfg.Kafka.Key,
@@ -539,10 +561,6 @@ func kafkaConfig(cfg *Config) (kafkasink.Config, error) {
 		DedupeScanMax:   cfg.Kafka.DedupeScanMax,
 		ClientID:        cfg.Kafka.ClientID,
 	}
-	if err := kc.Validate(); err != nil {
-		return kc, &ConfigError{Err: err}
-	}
-	return kc, nil
 }
 
 func splitList(s string) []string {

@@ -200,15 +200,6 @@ func redactURL(raw string) string {
 	return raw
 }
 
-// redactURLList redacts each URL of a comma-separated list (NATS_URL).
-func redactURLList(list string) string {
-	parts := strings.Split(list, ",")
-	for i, p := range parts {
-		parts[i] = redactURL(strings.TrimSpace(p))
-	}
-	return strings.Join(parts, ",")
-}
-
 // withRedactedUserInfo marks a URL whose credentials were taken out:
 // "https://host/" -> "https://[redacted]@host/".
 func withRedactedUserInfo(raw string) string {
@@ -252,15 +243,6 @@ func urlSecrets(list string) []string {
 	return out
 }
 
-// isLoopbackHost reports whether host is localhost or a loopback address.
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
-}
-
 // securityWarning is a setting that sends a secret in clear.
 type securityWarning struct {
 	Event   string // log event name
@@ -269,54 +251,24 @@ type securityWarning struct {
 
 // securityWarnings lists the settings that send a password or token in
 // clear to a host that is not loopback: NATS credentials over plain nats://
-// (or ws://) without NATS TLS, Kafka SASL PLAIN without KAFKA_TLS.
+// (or ws://) without NATS TLS, Kafka SASL PLAIN without TLS.
 func (c *Config) securityWarnings() []securityWarning {
 	var out []securityWarning
 	if c.usesNATS() {
-		if hosts := natsPlaintextCredentialHosts(natsConn(c)); len(hosts) > 0 {
+		if hosts := natsConn(c).PlaintextCredentialHosts(); len(hosts) > 0 {
 			out = append(out, securityWarning{Event: "nats.auth.plaintext", Message: fmt.Sprintf(
 				"NATS credentials (token or password) go in clear to %s: NATS_URL is nats:// or ws:// and no NATS_TLS_* file is set; use tls:// or wss://, or set NATS_TLS_CA_FILE",
 				strings.Join(hosts, ", "))})
 		}
 	}
-	if c.usesKafka() && c.Kafka.SASLMechanism == "PLAIN" && !c.Kafka.TLS {
-		var hosts []string
-		for _, b := range splitList(c.Kafka.Brokers) {
-			if h, _, err := net.SplitHostPort(b); err == nil && !isLoopbackHost(h) {
-				hosts = append(hosts, b)
-			}
-		}
-		if len(hosts) > 0 {
+	if c.usesKafka() {
+		if brokers := kafkaSettings(c).PlaintextSASLBrokers(); len(brokers) > 0 {
 			out = append(out, securityWarning{Event: "kafka.sasl.plaintext", Message: fmt.Sprintf(
-				"KAFKA_SASL_MECHANISM=PLAIN sends KAFKA_PASSWORD in clear to %s: set KAFKA_TLS=true, or use SCRAM-SHA-256/SCRAM-SHA-512",
-				strings.Join(hosts, ", "))})
+				"KAFKA_SASL_MECHANISM=PLAIN sends the Kafka password in clear to %s: set KAFKA_TLS=true, or use SCRAM-SHA-256/SCRAM-SHA-512",
+				strings.Join(brokers, ", "))})
 		}
 	}
 	return out
-}
-
-// natsPlaintextCredentialHosts returns the non-loopback servers of cc that
-// would receive a token or password without TLS (nkey and creds-file
-// authentication sign a challenge and send no secret).
-func natsPlaintextCredentialHosts(cc natssink.ConnConfig) []string {
-	tlsOn := cc.TLSCAFile != "" || cc.TLSCertFile != "" || cc.TLSKeyFile != ""
-	explicit := cc.Token != "" || cc.TokenFile != "" || cc.Password != "" || cc.PasswordFile != ""
-	var hosts []string
-	for _, p := range splitList(cc.URL) {
-		raw := p
-		if !strings.Contains(p, "://") {
-			raw = "nats://" + p
-		}
-		u, err := url.Parse(raw)
-		if err != nil {
-			continue
-		}
-		plain := (u.Scheme == "nats" && !tlsOn) || u.Scheme == "ws"
-		if plain && (explicit || u.User != nil) && !isLoopbackHost(u.Hostname()) {
-			hosts = append(hosts, u.Host)
-		}
-	}
-	return hosts
 }
 
 // redirectPolicy is the aviso client's CheckRedirect: follow 307/308, which
