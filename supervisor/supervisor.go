@@ -306,8 +306,9 @@ type outcome struct {
 }
 
 // Run connects, reads, and reconnects until ctx is done (returns ctx.Err()),
-// a replay completes (returns nil; the caller then calls CloseInput on the
-// pipeline, drains and commits), or a failure that retrying cannot fix (a
+// a replay completes or reaches its end (Config.ToID/ToDate, or the pinned
+// end_sequence; returns nil: the caller then calls CloseInput on the
+// pipeline, drains, commits and exits 0), or a failure that retrying cannot fix (a
 // *ConfigError, or the pipeline's error, such as bridge.ErrStopped when the
 // pipeline stopped first: its Run error is then the one to report).
 //
