@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	cejs "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
 	cesarama "github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
+	cejs "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	natsgo "github.com/nats-io/nats.go"
