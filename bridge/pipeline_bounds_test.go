@@ -11,7 +11,8 @@ import (
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
-// sized is note(seq) with a CloudEvent of size bytes.
+// sized is note(seq) with a CloudEvent of size bytes (NotificationSize:
+// twice that, for the sink's copy).
 func sized(seq uint64, size int) bridge.Notification {
 	n := note(seq)
 	n.CloudEvent = []byte(`{"id":"` + n.ID + `","data":"` + strings.Repeat("x", size) + `"}`)
@@ -43,11 +44,12 @@ func submitUntilBlocked(t *testing.T, p *bridge.Pipeline, seq uint64, size int) 
 }
 
 // The byte bound covers the window and the input buffer in front of it:
-// with room for 256 notifications by count, 10 of 100 bytes fill 1000.
+// with room for 256 notifications by count, 10 of 50 bytes (100 with the
+// sink's copy) fill 1000.
 func TestPipelineByteBound(t *testing.T) {
 	f := newFixture(t, bridge.PipelineConfig{MaxInFlight: 256, MaxInFlightBytes: 1000})
-	if taken := submitUntilBlocked(t, f.p, 1, 100); taken != 10 {
-		t.Fatalf("took %d notifications of 100 bytes under a 1000-byte bound, want 10", taken)
+	if taken := submitUntilBlocked(t, f.p, 1, 50); taken != 10 {
+		t.Fatalf("took %d notifications of 50 bytes (100 counted) under a 1000-byte bound, want 10", taken)
 	}
 	f.sink.expect(t, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 	if st := f.p.Status(); st.InFlightBytes != 1000 || st.InFlight != 10 {
@@ -58,7 +60,7 @@ func TestPipelineByteBound(t *testing.T) {
 		f.sink.ack(s, nil)
 	}
 	waitFor(t, "700 bytes in flight", func() bool { return f.p.Status().InFlightBytes == 700 })
-	if taken := submitUntilBlocked(t, f.p, 11, 100); taken != 13 {
+	if taken := submitUntilBlocked(t, f.p, 11, 50); taken != 13 {
 		t.Fatalf("took up to %d after 3 acknowledgements, want 13", taken)
 	}
 	f.sink.expect(t, 11, 12, 13)
@@ -67,7 +69,7 @@ func TestPipelineByteBound(t *testing.T) {
 	}
 	// Larger than the bound: passes once nothing else is in flight, alone.
 	waitFor(t, "nothing in flight", func() bool { return f.p.Status().InFlightBytes == 0 })
-	big := sized(14, 5000)
+	big := sized(14, 2500)
 	if err := f.p.Submit(context.Background(), &big); err != nil {
 		t.Fatalf("Submit of a notification larger than the bound: %v", err)
 	}
@@ -121,8 +123,8 @@ func TestNotificationSize(t *testing.T) {
 		n    bridge.Notification
 		want int64
 	}{
-		{bridge.Notification{CloudEvent: make([]byte, 900), Data: make([]byte, 500), Identifier: make([]byte, 50)}, 900},
-		{bridge.Notification{Data: make([]byte, 500), Identifier: make([]byte, 50)}, 550},
+		{bridge.Notification{CloudEvent: make([]byte, 900), Data: make([]byte, 500), Identifier: make([]byte, 50)}, 1800},
+		{bridge.Notification{Data: make([]byte, 500), Identifier: make([]byte, 50)}, 1100},
 		{bridge.Notification{}, 0},
 	} {
 		if got := bridge.NotificationSize(&tc.n); got != tc.want {

@@ -3,7 +3,9 @@
 // a raw line scan, the whole chain (avisotest -> aviso -> supervisor ->
 // pipeline -> sink) into JetStream and into Kafka next to bare clients of
 // the same brokers, the live latency from aviso's send to the JetStream
-// acknowledgement, and the built binary's rate and peak RSS.
+// acknowledgement, the built binary's rate and peak RSS, and the built
+// binary's peak RSS and stop time with 200 notifications of 0.9 MB behind a
+// stalled stdout (the byte-bounded window and the shutdown deadline).
 //
 //	go run ./cmd/aviso-bench            # defaults: 100000 notifications, a few minutes on 2 cores
 //	go run ./cmd/aviso-bench -quick     # smoke run, seconds
@@ -56,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.rate, "rate", 1000, "publish rate of the latency measurement, per second")
 	fs.IntVar(&o.window, "window", e2ebench.DefaultWindow, "BRIDGE_MAX_IN_FLIGHT = NATS_MAX_PENDING, and the bare clients' window")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 5000 notifications, 1000 live, 2 rounds (flags given explicitly still win)")
-	fs.StringVar(&o.only, "only", "", "comma-separated subset of decode,jetstream,kafka,discard,latency,binary")
+	fs.StringVar(&o.only, "only", "", "comma-separated subset of decode,jetstream,kafka,discard,latency,binary,stalled")
 	fs.StringVar(&o.binary, "binary", "", "aviso-bridge executable to measure (default: go build ./cmd/aviso-bridge into a temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,7 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for s := range want {
 		switch s {
-		case "decode", "jetstream", "kafka", "discard", "latency", "binary":
+		case "decode", "jetstream", "kafka", "discard", "latency", "binary", "stalled":
 		default:
 			fmt.Fprintf(stderr, "aviso-bench: -only: unknown measurement %q\n", s)
 			return 2
@@ -180,20 +182,20 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 			row{what + ", p99", ms(r.P99), "", "", "ms"},
 			row{what + ", max", ms(r.Max), "", "", "ms"})
 	}
-	if want("binary") {
-		bin := o.binary
-		if bin == "" {
-			done := step("go build ./cmd/aviso-bridge")
-			dir, err := os.MkdirTemp("", "aviso-bench-bin-")
-			if err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(dir)
-			if bin, err = e2ebench.BuildBinary(ctx, dir); err != nil {
-				return nil, err
-			}
-			done()
+	bin := o.binary
+	if bin == "" && (want("binary") || want("stalled")) {
+		done := step("go build ./cmd/aviso-bridge")
+		dir, err := os.MkdirTemp("", "aviso-bench-bin-")
+		if err != nil {
+			return nil, err
 		}
+		defer os.RemoveAll(dir)
+		if bin, err = e2ebench.BuildBinary(ctx, dir); err != nil {
+			return nil, err
+		}
+		done()
+	}
+	if want("binary") {
 		done := step("aviso-bridge binary into JetStream")
 		r, err := e2ebench.Binary(ctx, e2ebench.BinaryConfig{Binary: bin, N: o.n})
 		if err != nil {
@@ -209,6 +211,26 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 			row{what + ", rate from its bridge.started to bridge.stopped log lines", count(r.Throughput.Rate()), "", "", "msgs/s"},
 			row{what + ", CPU of the bridge process (whole life) per message", us(r.Throughput.CPUPerMsg()), "", "", "µs CPU/msg"},
 			row{what + ", peak RSS (VmHWM)", rss, "", "", "MiB"})
+	}
+	if want("stalled") {
+		done := step("aviso-bridge binary, 200 × 0.9 MB into a stalled stdout")
+		r, err := e2ebench.Stalled(ctx, e2ebench.StalledConfig{Binary: bin})
+		if err != nil {
+			return nil, fmt.Errorf("stalled: %w", err)
+		}
+		done()
+		what := "aviso-bridge binary, replay of 200 × 0.9 MB notifications into SINK=stdout with stdout a pipe nobody reads (window defaults)"
+		rss := "unknown"
+		if r.PeakRSS > 0 {
+			rss = fixed(float64(r.PeakRSS)/(1<<20), 1)
+		}
+		stop := fixed(r.Stop.Seconds(), 2)
+		if r.ExitErr != nil {
+			stop += " (" + r.ExitErr.Error() + ")"
+		}
+		rows = append(rows,
+			row{what + ", peak RSS (VmHWM)", rss, "", "", "MiB"},
+			row{"Same run: SIGTERM to exit, BRIDGE_SHUTDOWN_TIMEOUT=3s", stop, "", "", "s"})
 	}
 	return rows, nil
 }

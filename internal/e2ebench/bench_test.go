@@ -111,3 +111,25 @@ func BenchmarkBinary(b *testing.B) {
 	b.ReportMetric(float64(res.PeakRSS)/(1<<20), "peak_RSS_MiB")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkStalled: the built aviso-bridge replaying 200 notifications of
+// 0.9 MB into SINK=stdout whose reader never reads; its peak RSS (the
+// byte-bounded window) and the time from SIGTERM to exit with
+// BRIDGE_SHUTDOWN_TIMEOUT=3s. b.N is ignored: run it with -benchtime 1x.
+func BenchmarkStalled(b *testing.B) {
+	ctx := benchCtx(b)
+	bin, err := BuildBinary(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := Stalled(ctx, StalledConfig{Binary: bin, Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.ExitErr != nil {
+		b.Errorf("exit after SIGTERM: %v", res.ExitErr)
+	}
+	b.ReportMetric(float64(res.PeakRSS)/(1<<20), "peak_RSS_MiB")
+	b.ReportMetric(res.Stop.Seconds(), "stop_s")
+	b.ReportMetric(0, "ns/op")
+}

@@ -88,5 +88,13 @@ func TestSmoke(t *testing.T) {
 		if res.PeakRSS <= 0 {
 			t.Logf("peak RSS unknown on this platform")
 		}
+		st, err := Stalled(ctx, StalledConfig{Binary: bin, N: 20, PayloadSize: 100_000, ShutdownTimeout: time.Second,
+			Quiet: 500 * time.Millisecond, Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.ExitErr != nil || st.Stop <= 0 {
+			t.Fatalf("stalled run: exit %v after SIGTERM, stop %v", st.ExitErr, st.Stop)
+		}
 	})
 }
