@@ -1119,6 +1119,7 @@ func (r *runner) finish() error {
 			r.commitCancel()
 			close(r.commitReq)
 			err = fmt.Errorf("bridge: checkpoint store: a commit did not return by the shutdown deadline: %w", ctx.Err())
+			p.commitFailed(err)
 			p.log.Info("bridge.pipeline.stopped", "checkpoint_sequence", r.committed.Sequence, "checkpoint_found", r.committedFound, "in_flight", r.tail-r.head)
 			return errors.Join(r.fatal, err)
 		}
