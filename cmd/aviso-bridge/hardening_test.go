@@ -233,7 +233,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		"url-user-a1", "url-pass-a2", "nats-url-pass-a3", "nats-url-token-a4", "nats-tokfile-a5", "kafka-pwfile-a6",
 		"aviso-tokfile-b1", "nats-pass-b2", "kafka-pass-b3", "nats-key-b4",
 		"aviso-pwfile-c1", "nats-pwfile-c2", "SECRETJWT9c1", "SUASECRETSEEDQ4N3",
-		"aviso-token-d1", "nats-token-d2", "nats-seed-d3", "kafka-key-d4",
+		"aviso-token-d1", "nats-token-d2", "nats-seed-d3", "kafka-key-d4", "aviso-pass-e1",
 	}
 	envs := []map[string]string{
 		{
@@ -261,6 +261,13 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{
 			"AVISO_URL": "https://" + dead + "/", "SINK": "jetstream", "NATS_URL": "nats://" + dead,
 			"NATS_NKEY_SEED_FILE": secretFixture(t, dir, "seed", "nats-seed-d3\n"),
+			"CHECKPOINT_STORE":    "kafka", "KAFKA_BROKERS": dead, "KAFKA_TLS": "true",
+			"KAFKA_TLS_CERT_FILE": secretFixture(t, dir, "kafka-cert", "not a certificate"),
+			"KAFKA_TLS_KEY_FILE":  secretFixture(t, dir, "kafka-key", "kafka-key-d4"),
+		},
+		{
+			"AVISO_URL": "https://" + dead + "/", "AVISO_USERNAME": "au", "AVISO_PASSWORD": "aviso-pass-e1",
+			"SINK": "nats", "NATS_URL": "nats://" + dead, "NATS_USER": "nu", "NATS_PASSWORD_FILE": secretFixture(t, dir, "nats-pw", "nats-pwfile-c2"),
 		},
 	}
 	for i, e := range envs {
@@ -269,23 +276,35 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		e["BRIDGE_HTTP_ADDR"] = ""
 		e["LOG_LEVEL"] = "debug"
 		var out, errb bytes.Buffer
-		if code := realMain([]string{"config"}, &out, &errb, envconfig.MapLookuper(e)); code != exitOK {
-			t.Fatalf("env %d: config exit %d: %s", i, code, errb.String())
-		}
+		configCode := realMain([]string{"config"}, &out, &errb, envconfig.MapLookuper(e))
 		var logs syncBuffer
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() { done <- cmdRun(ctx, nil, envconfig.MapLookuper(e), io.Discard, &logs) }()
 		// Let it try to reach its broker (or fail) before stopping it.
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(logs.String(), "retrying") && !strings.Contains(logs.String(), "bridge.failed") && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+		deadline := time.After(20 * time.Second)
+		tick := time.NewTicker(10 * time.Millisecond)
+		exited := false
+	wait:
+		for !strings.Contains(logs.String(), "retrying") {
+			select {
+			case code := <-done:
+				t.Logf("env %d: config exit %d, run exit %d", i, configCode, code)
+				exited = true
+				break wait
+			case <-deadline:
+				t.Fatalf("env %d: neither a start-up retry nor an exit: %s", i, logs.String())
+			case <-tick.C:
+			}
 		}
+		tick.Stop()
 		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("env %d: run did not stop", i)
+		if !exited {
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("env %d: run did not stop", i)
+			}
 		}
 		all := out.String() + errb.String() + logs.String()
 		for _, s := range secrets {
@@ -293,7 +312,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 				t.Errorf("env %d: %q printed:\nconfig:\n%s\nlogs:\n%s", i, s, out.String()+errb.String(), logs.String())
 			}
 		}
-		if !strings.Contains(logs.String(), "bridge.starting") {
+		if configCode == exitOK && !strings.Contains(logs.String(), "bridge.starting") {
 			t.Errorf("env %d: the run logged nothing: %s", i, logs.String())
 		}
 	}
@@ -390,6 +409,8 @@ func TestConfigValidatesWhatRunValidates(t *testing.T) {
 		{with(nats, map[string]string{"NATS_NKEY_SEED_FILE": missing}), "NATS_NKEY_SEED_FILE"},
 		{with(nats, map[string]string{"NATS_USER": "u", "NATS_PASSWORD_FILE": missing}), "NATS_PASSWORD_FILE"},
 		{with(nats, map[string]string{"NATS_TLS_CA_FILE": missing}), "NATS_TLS_CA_FILE"},
+		{with(nats, map[string]string{"NATS_TLS_CA_FILE": secretFixture(t, dir, "nats-ca", "no pem")}), "NATS_TLS_CA_FILE"},
+		{with(nats, map[string]string{"NATS_TLS_CERT_FILE": secretFixture(t, dir, "nats-cert", "no pem"), "NATS_TLS_KEY_FILE": secretFixture(t, dir, "nats-key", "no pem")}), "NATS_TLS_KEY_FILE"},
 		{with(nats, map[string]string{"NATS_STREAM": "a.b"}), "NATS_STREAM"},
 		{with(nats, map[string]string{"NATS_USER": "u", "NATS_TOKEN": "t"}), "NATS_USER"},
 		{minimal(map[string]string{"SINK": "kafka", "KAFKA_BROKERS": "k", "CHECKPOINT_FILE": filepath.Join(dir, "cp.json")}), "KAFKA_BROKERS"},

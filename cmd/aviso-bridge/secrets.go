@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -149,9 +151,34 @@ func (c *Config) validateComponents() error {
 		_, err := kafkaConfig(c)
 		add(err)
 	}
+	if c.usesNATS() {
+		add(checkTLSFiles("NATS", c.NATS.TLSCAFile, c.NATS.TLSCertFile, c.NATS.TLSKeyFile))
+	}
+	if c.usesKafka() {
+		add(checkTLSFiles("KAFKA", c.Kafka.TLSCAFile, c.Kafka.TLSCertFile, c.Kafka.TLSKeyFile))
+	}
 	_, err = avisoClient(c)
 	add(err)
 	return joinUnique(errs)
+}
+
+// checkTLSFiles parses a CA bundle and a certificate/key pair the way the
+// connection will, so that a wrong file is a configuration error (exit 2)
+// at start-up and in `config`, not a failure at the first connect. The
+// errors name the variables, never the contents.
+func checkTLSFiles(prefix, caFile, certFile, keyFile string) error {
+	var errs []error
+	if caFile != "" {
+		if pem, err := os.ReadFile(caFile); err == nil && !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			errs = append(errs, fmt.Errorf("%s_TLS_CA_FILE: %s holds no PEM certificate", prefix, caFile))
+		}
+	}
+	if certFile != "" && keyFile != "" {
+		if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			errs = append(errs, fmt.Errorf("%s_TLS_CERT_FILE and %s_TLS_KEY_FILE: not a usable certificate and key: %w", prefix, prefix, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // joinUnique joins errs, leaving out a line already reported (the sink's
