@@ -117,17 +117,51 @@ func (c *Client) Connect(ctx context.Context, mode Mode, req Request) (*Stream, 
 	}
 
 	sctx, cancel := context.WithCancelCause(ctx)
-	opening := orDefault(c.OpeningTimeout, DefaultOpeningTimeout)
-	openTimer := time.AfterFunc(opening, func() { cancel(ErrOpeningTimeout) })
+	o := &opening{url: url, deadline: orDefault(c.OpeningTimeout, DefaultOpeningTimeout), want: KindConnectionEstablished}
+	if req.hasCursor() {
+		o.want = KindReplayStarted
+	}
+	o.timer = time.AfterFunc(o.deadline, func() { cancel(ErrOpeningTimeout) })
 	fail := func(err error) (*Stream, error) {
-		openTimer.Stop()
+		o.timer.Stop()
 		cancel(err)
 		return nil, err
 	}
 
-	hreq, err := http.NewRequestWithContext(sctx, http.MethodPost, url, bytes.NewReader(body))
+	resp, err := c.post(ctx, sctx, o, body, auth) //nolint:bodyclose // the Stream owns the body and closes it
 	if err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrInvalidRequest, err))
+		return fail(err)
+	}
+	o.rid = resp.Header.Get("X-Request-ID")
+	s := newStream(ctx, sctx, cancel, resp.Body, url, o.rid,
+		orDefault(c.MaxEventSize, DefaultMaxEventSize), orDefault(c.IdleTimeout, IdleBudget(DefaultHeartbeatInterval)))
+	if err := o.await(s); err != nil {
+		s.Close()
+		return fail(err)
+	}
+	return s, nil
+}
+
+// opening is the state of one Connect until the stream's opening frame.
+type opening struct {
+	url      string
+	rid      string
+	deadline time.Duration
+	timer    *time.Timer
+	want     FrameKind // the opening the request calls for
+}
+
+func (o *opening) timeout() error {
+	return &ProtocolError{RequestID: o.rid, Err: ErrOpeningTimeout, Message: fmt.Sprintf(
+		"no %s opening frame from %s within the opening deadline (%s)", o.want, o.url, o.deadline)}
+}
+
+// post sends the watch or replay request and returns a 200 event-stream
+// response; any other answer is an error and its body is closed.
+func (c *Client) post(ctx, sctx context.Context, o *opening, body []byte, auth string) (*http.Response, error) {
+	hreq, err := http.NewRequestWithContext(sctx, http.MethodPost, o.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	h := hreq.Header
 	h.Set("Content-Type", "application/json")
@@ -140,47 +174,34 @@ func (c *Client) Connect(ctx context.Context, mode Mode, req Request) (*Stream, 
 	resp, err := c.httpClient().Do(hreq)
 	if err != nil {
 		switch {
-		case context.Cause(sctx) == ErrOpeningTimeout:
-			return fail(&ProtocolError{Message: fmt.Sprintf("no response headers from %s within the opening deadline (%s); check the base URL", url, opening), Err: ErrOpeningTimeout})
+		case errors.Is(context.Cause(sctx), ErrOpeningTimeout):
+			return nil, &ProtocolError{Message: fmt.Sprintf("no response headers from %s within the opening deadline (%s); check the base URL", o.url, o.deadline), Err: ErrOpeningTimeout}
 		case ctx.Err() != nil:
-			return fail(ctx.Err())
+			return nil, ctx.Err()
 		}
-		return fail(&TransportError{Err: err})
+		return nil, &TransportError{Err: err}
 	}
-	rid := resp.Header.Get("X-Request-ID")
-
 	if resp.StatusCode != http.StatusOK {
-		herr := c.httpError(url, resp)
+		herr := c.httpError(o.url, resp)
 		resp.Body.Close()
-		return fail(herr)
+		return nil, herr
 	}
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || !strings.EqualFold(mt, "text/event-stream") {
 		resp.Body.Close()
-		return fail(&ProtocolError{RequestID: rid, Err: ErrNotEventStream, Message: fmt.Sprintf(
+		return nil, &ProtocolError{RequestID: resp.Header.Get("X-Request-ID"), Err: ErrNotEventStream, Message: fmt.Sprintf(
 			"HTTP 200 from %s has Content-Type %q, not text/event-stream; check the base URL points to an aviso server",
-			url, resp.Header.Get("Content-Type"))})
+			o.url, resp.Header.Get("Content-Type"))}
 	}
+	return resp, nil
+}
 
-	s := newStream(ctx, sctx, cancel, resp.Body, url, rid,
-		orDefault(c.MaxEventSize, DefaultMaxEventSize), orDefault(c.IdleTimeout, IdleBudget(DefaultHeartbeatInterval)))
-	want := KindConnectionEstablished
-	if req.hasCursor() {
-		want = KindReplayStarted
-	}
+// await reads s up to its opening frame and sets s.Opening (or s.Anomaly
+// and s.pending); the caller closes s on error.
+func (o *opening) await(s *Stream) error {
 	for {
 		f, err := s.Next()
 		if err != nil {
-			s.Close()
-			switch {
-			case errors.Is(err, ErrOpeningTimeout):
-				err = &ProtocolError{RequestID: rid, Err: ErrOpeningTimeout, Message: fmt.Sprintf(
-					"no %s opening frame from %s within the opening deadline (%s)", want, url, opening)}
-			case errors.Is(err, ErrEventTooLarge):
-				err = &ProtocolError{RequestID: rid, Err: err, Message: "opening: " + err.Error()}
-			case err == io.EOF:
-				err = &TransportError{RequestID: rid, Err: fmt.Errorf("body from %s ended before the opening frame: %w", url, io.ErrUnexpectedEOF)}
-			}
-			return fail(err)
+			return o.readError(err)
 		}
 		if f.Kind == KindHeartbeat {
 			continue
@@ -189,40 +210,54 @@ func (c *Client) Connect(ctx context.Context, mode Mode, req Request) (*Stream, 
 		// data without any opening, is tolerated and reported in Anomaly:
 		// refusing it would reconnect forever and deliver nothing.
 		switch f.Kind {
-		case want:
+		case o.want:
 		case KindConnectionEstablished, KindReplayStarted:
-			s.Anomaly = fmt.Sprintf("the server opened with %s where the request called for %s", f.Kind, want)
+			s.Anomaly = fmt.Sprintf("the server opened with %s where the request called for %s", f.Kind, o.want)
 		case KindNotification, KindReplayCompleted, KindReplayLimitReached:
-			s.Anomaly = fmt.Sprintf("no opening frame (%s expected) before the first %s frame", want, f.Kind)
+			s.Anomaly = fmt.Sprintf("no opening frame (%s expected) before the first %s frame", o.want, f.Kind)
 			s.pending = &f
-		}
-		if f.Kind == want || s.Anomaly != "" {
-			if !openTimer.Stop() { // fired meanwhile: the stream is cancelled
-				s.Close()
-				return fail(&ProtocolError{RequestID: rid, Err: ErrOpeningTimeout, Message: fmt.Sprintf(
-					"no %s opening frame from %s within the opening deadline (%s)", want, url, opening)})
-			}
-			if s.pending == nil {
-				s.Opening = f
-			}
-			return s, nil
-		}
-		s.Close()
-		perr := &ProtocolError{RequestID: rid, Frame: &f}
-		switch f.Kind {
-		case KindServerError:
-			perr.Message = fmt.Sprintf("error frame before the opening: %s (%s)", f.Message, f.ErrorCode)
-			perr.RequestID = orDefault(f.RequestID, rid)
-		case KindClosing:
-			perr.Message = fmt.Sprintf("stream closed before opening confirmation (reason %q)", f.Reason)
-			perr.RequestID = orDefault(f.RequestID, rid)
-		case KindDecodeError:
-			perr.Message = fmt.Sprintf("invalid frame where the %s opening was expected: %v", want, f.Err)
 		default:
-			perr.Message = fmt.Sprintf("unexpected %s frame before the required %s opening", f.Kind, want)
+			return o.frameError(f)
 		}
-		return fail(perr)
+		if !o.timer.Stop() { // fired meanwhile: the stream is cancelled
+			return o.timeout()
+		}
+		if s.pending == nil {
+			s.Opening = f
+		}
+		return nil
 	}
+}
+
+// readError maps a read failure before the opening frame.
+func (o *opening) readError(err error) error {
+	switch {
+	case errors.Is(err, ErrOpeningTimeout):
+		return o.timeout()
+	case errors.Is(err, ErrEventTooLarge):
+		return &ProtocolError{RequestID: o.rid, Err: err, Message: "opening: " + err.Error()}
+	case errors.Is(err, io.EOF):
+		return &TransportError{RequestID: o.rid, Err: fmt.Errorf("body from %s ended before the opening frame: %w", o.url, io.ErrUnexpectedEOF)}
+	}
+	return err
+}
+
+// frameError describes a frame that cannot open a stream.
+func (o *opening) frameError(f Frame) error {
+	perr := &ProtocolError{RequestID: o.rid, Frame: &f}
+	switch f.Kind {
+	case KindServerError:
+		perr.Message = fmt.Sprintf("error frame before the opening: %s (%s)", f.Message, f.ErrorCode)
+		perr.RequestID = orDefault(f.RequestID, o.rid)
+	case KindClosing:
+		perr.Message = fmt.Sprintf("stream closed before opening confirmation (reason %q)", f.Reason)
+		perr.RequestID = orDefault(f.RequestID, o.rid)
+	case KindDecodeError:
+		perr.Message = fmt.Sprintf("invalid frame where the %s opening was expected: %v", o.want, f.Err)
+	default:
+		perr.Message = fmt.Sprintf("unexpected %s frame before the required %s opening", f.Kind, o.want)
+	}
+	return perr
 }
 
 // httpError builds the HTTPError of a non-200 response. The status is

@@ -138,7 +138,7 @@ func decodeAll(t *testing.T, body io.Reader) []string {
 	for range 10000 {
 		f, err := s.Next()
 		if err != nil {
-			if err != io.EOF && !errors.Is(err, ErrEventTooLarge) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, ErrEventTooLarge) {
 				t.Fatalf("Next: %v", err)
 			}
 			return append(out, err.Error())

@@ -194,7 +194,7 @@ func summary(f aviso.Frame) string {
 func errSummary(err error) string {
 	var te *aviso.TransportError
 	switch {
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		return "EOF"
 	case errors.Is(err, aviso.ErrIdleTimeout):
 		return "idle"
@@ -210,10 +210,10 @@ func errSummary(err error) string {
 
 // collect reads frames until an error (or until max frames) and returns
 // their summaries, the error last.
-func collect(t *testing.T, st *aviso.Stream, max int) []string {
+func collect(t *testing.T, st *aviso.Stream, limit int) []string {
 	t.Helper()
 	var out []string
-	for range max {
+	for range limit {
 		f, err := st.Next()
 		if err != nil {
 			return append(out, errSummary(err))

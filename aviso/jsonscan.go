@@ -125,19 +125,14 @@ func scanNumber(b []byte, i int) (int, error) {
 	case i < len(b) && b[i] == '0':
 		i++
 	case i < len(b) && '1' <= b[i] && b[i] <= '9':
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
+		i = skipDigits(b, i)
 	default:
 		return 0, errAt(start, "invalid number")
 	}
+	var ok bool
 	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || !isDigit(b[i]) {
+		if i, ok = requireDigits(b, i+1); !ok {
 			return 0, errAt(start, "invalid number")
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
@@ -145,14 +140,26 @@ func scanNumber(b []byte, i int) (int, error) {
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		if i >= len(b) || !isDigit(b[i]) {
+		if i, ok = requireDigits(b, i); !ok {
 			return 0, errAt(start, "invalid number")
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
 		}
 	}
 	return i, nil
+}
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && isDigit(b[i]) {
+		i++
+	}
+	return i
+}
+
+// requireDigits skips one or more digits at b[i]; ok is false when there is none.
+func requireDigits(b []byte, i int) (int, bool) {
+	if i >= len(b) || !isDigit(b[i]) {
+		return i, false
+	}
+	return skipDigits(b, i), true
 }
 
 func scanLiteral(b []byte, i int, lit string) (int, error) {

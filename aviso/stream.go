@@ -117,7 +117,7 @@ func (s *Stream) Next() (Frame, error) {
 
 // finish records the terminal error and releases the connection.
 func (s *Stream) finish(err error) {
-	if err == io.EOF && context.Cause(s.ctx) != nil {
+	if errors.Is(err, io.EOF) && context.Cause(s.ctx) != nil {
 		err = s.mapErr(err) // cancelled at the very end: report why
 	}
 	s.err = err
@@ -131,18 +131,18 @@ func (s *Stream) mapErr(err error) error {
 	if errors.Is(err, bufio.ErrTooLong) {
 		return s.tooLarge()
 	}
-	switch cause := context.Cause(s.ctx); cause {
-	case nil:
-	case ErrIdleTimeout:
+	switch cause := context.Cause(s.ctx); {
+	case cause == nil:
+	case errors.Is(cause, ErrIdleTimeout):
 		return fmt.Errorf("%w (%s without a byte; stream %s, request_id %s)", ErrIdleTimeout, s.idleBudget, s.url, s.RequestID)
-	case ErrClosed, ErrOpeningTimeout:
+	case errors.Is(cause, ErrClosed), errors.Is(cause, ErrOpeningTimeout):
 		return cause
 	default:
 		if perr := s.parent.Err(); perr != nil {
 			return perr
 		}
 	}
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return err
 	}
 	return &TransportError{Err: err, RequestID: s.RequestID}

@@ -119,7 +119,7 @@ func TestCloseReasons(t *testing.T) {
 			if f.Reason != tt.want || (tt.msg != "" && f.Message != tt.msg) || f.RequestID != st.RequestID || f.Err != nil {
 				t.Errorf("closing %+v, want reason %q message %q request id %q", f, tt.want, tt.msg, st.RequestID)
 			}
-			if _, err := st.Next(); err != aviso.ErrClosed && errSummary(err) != "EOF" {
+			if _, err := st.Next(); !errors.Is(err, aviso.ErrClosed) && errSummary(err) != "EOF" {
 				t.Errorf("after closing: %v, want EOF", err)
 			}
 		})

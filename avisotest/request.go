@@ -171,36 +171,8 @@ func validateStream(m map[string]json.RawMessage, mode string, v Version, schema
 
 	r := &streamRequest{}
 	_ = json.Unmarshal(m["event_type"], &r.eventType)
-	var fromID, fromDate *string
-	for k, dst := range map[string]**string{"from_id": &fromID, "from_date": &fromDate} {
-		if v, ok := m[k]; ok && string(v) != "null" {
-			var s string
-			_ = json.Unmarshal(v, &s)
-			*dst = &s
-		}
-	}
-	if fromID != nil && fromDate != nil {
-		return nil, bad("Cannot specify both from_id and from_date", "from_id and from_date are mutually exclusive; use only one")
-	}
-	if fromID != nil {
-		t := strings.TrimSpace(*fromID)
-		if t == "" {
-			return nil, bad("Invalid from_id", "from_id cannot be empty")
-		}
-		n, err := strconv.ParseUint(strings.TrimPrefix(t, "+"), 10, 64)
-		if err != nil || strings.HasPrefix(t, "+-") || strings.HasPrefix(t, "++") {
-			return nil, bad("Invalid from_id", fmt.Sprintf("from_id must be a non-negative integer, got %q", *fromID))
-		}
-		r.fromID = &n
-	}
-	if fromDate != nil {
-		t, err := parseFromDate(*fromDate)
-		if err != nil {
-			return nil, bad("Invalid from_date", err.Error())
-		}
-		r.fromDate = &t
-		s := t.Format(time.RFC3339Nano)
-		r.fromDateText = &s
+	if e := r.validateStart(m, bad); e != nil {
+		return nil, e
 	}
 	_, hasToID := m["to_id"]
 	_, hasToDate := m["to_date"]
@@ -218,10 +190,54 @@ func validateStream(m map[string]json.RawMessage, mode string, v Version, schema
 			return nil, e
 		}
 	}
+	if e := r.validateIdentifier(m, mode, v, schema, bad); e != nil {
+		return nil, e
+	}
+	return r, nil
+}
 
+// validateStart parses from_id / from_date into r.
+func (r *streamRequest) validateStart(m map[string]json.RawMessage, bad func(msg, details string) *apiError) *apiError {
+	var fromID, fromDate *string
+	for k, dst := range map[string]**string{"from_id": &fromID, "from_date": &fromDate} {
+		if v, ok := m[k]; ok && string(v) != "null" {
+			var s string
+			_ = json.Unmarshal(v, &s)
+			*dst = &s
+		}
+	}
+	if fromID != nil && fromDate != nil {
+		return bad("Cannot specify both from_id and from_date", "from_id and from_date are mutually exclusive; use only one")
+	}
+	if fromID != nil {
+		t := strings.TrimSpace(*fromID)
+		if t == "" {
+			return bad("Invalid from_id", "from_id cannot be empty")
+		}
+		n, err := strconv.ParseUint(strings.TrimPrefix(t, "+"), 10, 64)
+		if err != nil || strings.HasPrefix(t, "+-") || strings.HasPrefix(t, "++") {
+			return bad("Invalid from_id", fmt.Sprintf("from_id must be a non-negative integer, got %q", *fromID))
+		}
+		r.fromID = &n
+	}
+	if fromDate != nil {
+		t, err := parseFromDate(*fromDate)
+		if err != nil {
+			return bad("Invalid from_date", err.Error())
+		}
+		r.fromDate = &t
+		s := t.Format(time.RFC3339Nano)
+		r.fromDateText = &s
+	}
+	return nil
+}
+
+// validateIdentifier parses the identifier filter into r.filter and r.topic;
+// keys outside schema (when set) are refused under V013, ignored under V071.
+func (r *streamRequest) validateIdentifier(m map[string]json.RawMessage, mode string, v Version, schema []string, bad func(msg, details string) *apiError) *apiError {
 	var ident map[string]json.RawMessage
 	if err := json.Unmarshal(m["identifier"], &ident); err != nil {
-		return nil, bad("Invalid identifier", err.Error())
+		return bad("Invalid identifier", err.Error())
 	}
 	keys := make([]string, 0, len(ident))
 	for k := range ident {
@@ -233,13 +249,13 @@ func validateStream(m map[string]json.RawMessage, mode string, v Version, schema
 		if schema != nil && !slices.Contains(schema, k) {
 			if v == V013 {
 				msg := fmt.Sprintf("Unknown field '%s' provided for %s operation", k, mode)
-				return nil, bad(msg, msg)
+				return bad(msg, msg)
 			}
 			continue // 0.7.1 ignores keys outside the schema
 		}
 		c, err := parseCondition(k, ident[k])
 		if err != nil {
-			return nil, bad("Invalid identifier", err.Error())
+			return bad("Invalid identifier", err.Error())
 		}
 		r.filter = append(r.filter, c)
 		if c.op == "" {
@@ -249,7 +265,7 @@ func validateStream(m map[string]json.RawMessage, mode string, v Version, schema
 		}
 	}
 	r.topic = strings.Join(topic, ".")
-	return r, nil
+	return nil
 }
 
 // validateEnd parses to_id / to_date (0.13) into r, with aviso's messages.

@@ -198,10 +198,8 @@ type Server struct {
 type entry struct {
 	seq uint64
 	// identifier holds the scalar identifier values in aviso's string form
-	// (what filters compare); array and object values are absent from it and
-	// listed in nonScalar.
+	// (what filters compare); array and object values are absent from it.
 	identifier map[string]string
-	nonScalar  []string
 	time       time.Time
 	live       []byte // event: live-notification
 	replay     []byte // event: replay
@@ -209,11 +207,6 @@ type entry struct {
 	// error frame every delivery of this entry becomes (live and replay are
 	// then nil).
 	poison string
-}
-
-func (e *entry) has(key string) bool {
-	_, ok := e.identifier[key]
-	return ok || slices.Contains(e.nonScalar, key)
 }
 
 // NewServer starts a Server and registers t.Cleanup(s.Close). t is usually
@@ -369,8 +362,6 @@ func (s *Server) store(eventType string, identifier map[string]json.RawMessage, 
 	for k, v := range identifier {
 		if sv, err := scalarText(v); err == nil {
 			e.identifier[k] = sv
-		} else {
-			e.nonScalar = append(e.nonScalar, k)
 		}
 	}
 	s.mu.Lock()

@@ -111,13 +111,13 @@ func (st *stream) replayStarted(ts string) []byte {
 func (st *stream) run() {
 	defer st.timer.Stop()
 	err := st.serve()
-	if err == errGone {
+	if errors.Is(err, errGone) {
 		return
 	}
 	if st.flush() != nil {
 		return
 	}
-	if err == errAbort {
+	if errors.Is(err, errAbort) {
 		panic(http.ErrAbortHandler)
 	}
 }

@@ -160,14 +160,14 @@ func replayCompleted(ts, topic string) []byte {
 	}{ts, topic, "replay_completed"}))
 }
 
-func replayLimitReached(ts, topic string, max uint64) []byte {
+func replayLimitReached(ts, topic string, maxAllowed uint64) []byte {
 	return frame("replay-control", marshal(struct {
 		MaxAllowed uint64 `json:"max_allowed"`
 		Message    string `json:"message"`
 		Timestamp  string `json:"timestamp"`
 		Topic      string `json:"topic"`
 		Type       string `json:"type"`
-	}{max, fmt.Sprintf("Historical replay limited to %d messages. Additional historical messages may be available but were not retrieved.", max),
+	}{maxAllowed, fmt.Sprintf("Historical replay limited to %d messages. Additional historical messages may be available but were not retrieved.", maxAllowed),
 		ts, topic, "notification_replay_limit_reached"}))
 }
 
