@@ -12,7 +12,6 @@ package bridge
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -138,27 +137,6 @@ type DeadLetter struct {
 	Reason string
 }
 
-// PermanentError marks a sink failure that retrying cannot fix (too large,
-// invalid subject, unknown topic, not authorised).
-type PermanentError struct{ Err error }
-
-func (e *PermanentError) Error() string { return e.Err.Error() }
-func (e *PermanentError) Unwrap() error { return e.Err }
-
-// Permanent wraps err as a PermanentError (nil stays nil).
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &PermanentError{Err: err}
-}
-
-// IsPermanent reports whether err (or anything it wraps) is a PermanentError.
-func IsPermanent(err error) bool {
-	var p *PermanentError
-	return errors.As(err, &p)
-}
-
 // Checkpoint is a committed position: every notification received up to and
 // including Sequence was acknowledged by the sink.
 type Checkpoint struct {
@@ -182,9 +160,6 @@ type Store interface {
 	Commit(ctx context.Context, cp Checkpoint) error
 	Close() error
 }
-
-// ErrKeyHeld is wrapped by stores when another bridge holds the checkpoint key.
-var ErrKeyHeld = errors.New("checkpoint key is held by another bridge")
 
 // EventID formats the CloudEvent id of event type t and sequence seq.
 func EventID(t string, seq uint64) string {

@@ -21,37 +21,6 @@ const (
 	DefaultCommitTimeout      = 5 * time.Second
 )
 
-var (
-	// ErrInputClosed is returned by Submit after CloseInput.
-	ErrInputClosed = errors.New("bridge: pipeline input is closed")
-	// ErrStopped is returned by Submit once the pipeline has stopped taking
-	// input (its context was cancelled, it failed, or Run returned). Run's
-	// return value says why.
-	ErrStopped = errors.New("bridge: pipeline stopped")
-	// ErrOutOfOrder is wrapped by Submit when a sequence is not greater than
-	// the previous one (or than the start checkpoint).
-	ErrOutOfOrder = errors.New("bridge: notification sequences must be strictly increasing")
-	// ErrSinkContract is wrapped by Run's error when the sink broke the Sink
-	// contract (an Ack for a notification that is not the next one expected).
-	ErrSinkContract = errors.New("bridge: sink broke the acknowledgement contract")
-)
-
-// RejectedError is a notification the sink rejected permanently while
-// BRIDGE_ON_REJECT=fail: Run returns an error wrapping it. The committed
-// checkpoint stays before Sequence.
-type RejectedError struct {
-	ID       string
-	Sequence uint64
-	// Err is the sink's error (a *PermanentError).
-	Err error
-}
-
-func (e *RejectedError) Error() string {
-	return fmt.Sprintf("sink rejected notification %s (sequence %d) permanently: %v", e.ID, e.Sequence, e.Err)
-}
-
-func (e *RejectedError) Unwrap() error { return e.Err }
-
 // PipelineConfig configures a Pipeline. The zero value of every field means
 // its default.
 type PipelineConfig struct {

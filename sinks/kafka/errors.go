@@ -1,10 +1,13 @@
 package kafka
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -107,12 +110,35 @@ func wrapTopic(err error, topic string, partition int) error {
 	return fmt.Errorf("kafka topic %q: %w", topic, err)
 }
 
-// startError marks a start-up failure permanent (bridge.Permanent) when
-// retrying cannot fix it (authentication, authorisation, certificates), so
-// that the caller stops waiting for the brokers.
+// startError classifies a start-up failure: permanent (bridge.Permanent)
+// when retrying cannot fix it (authentication, authorisation, certificates),
+// so that the caller stops waiting for the brokers; retryable
+// (bridge.Retryable) when the brokers are not reachable or not ready yet
+// (refused, reset, timeout, no leader), so that the caller waits for them.
+// The text is unchanged either way.
 func startError(err error) error {
-	if err != nil && classify(err) == permanent && !bridge.IsPermanent(err) {
+	switch {
+	case err == nil || bridge.IsPermanent(err) || bridge.IsRetryable(err):
+		return err
+	case classify(err) == permanent:
 		return bridge.Permanent(err)
+	case classify(err) == retryable && unreachable(err):
+		return bridge.Retryable(err)
 	}
 	return err
+}
+
+// unreachable reports whether err says a broker is not reachable or not
+// ready yet: a network failure, a timeout, or a Kafka error code that
+// kafka-go marks temporary (leader not available, not enough replicas).
+func unreachable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var code kafkago.Error
+	if errors.As(err, &code) {
+		return code.Temporary() || code.Timeout()
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr)
 }

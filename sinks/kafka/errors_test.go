@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -160,5 +161,45 @@ func TestConfigValidate(t *testing.T) {
 	c := Config{SASLMechanism: "PLAIN", Username: "u", PasswordFile: pw}
 	if p, err := c.password(); err != nil || p != "secret" {
 		t.Errorf("password() = %q, %v", p, err)
+	}
+}
+
+func TestStartError(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		err                  error
+		retryable, permanent bool
+	}{
+		{"refused", fmt.Errorf("kafka start-up scan: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), true, false},
+		{"leader not available", fmt.Errorf("scan: %w", kafkago.LeaderNotAvailable), true, false},
+		{"deadline", fmt.Errorf("scan: %w", context.DeadlineExceeded), true, false},
+		{"unexpected EOF", io.ErrUnexpectedEOF, true, false},
+		{"authorisation", fmt.Errorf("scan: %w", kafkago.TopicAuthorizationFailed), false, true},
+		{"certificate", fmt.Errorf("scan: %w", x509.UnknownAuthorityError{}), false, true},
+		{"unknown", errors.New("something else"), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := startError(tc.err)
+			if bridge.IsRetryable(got) != tc.retryable || bridge.IsPermanent(got) != tc.permanent {
+				t.Fatalf("startError(%v): retryable %v permanent %v, want %v %v", tc.err, bridge.IsRetryable(got), bridge.IsPermanent(got), tc.retryable, tc.permanent)
+			}
+			if got.Error() != tc.err.Error() || !errors.Is(got, tc.err) {
+				t.Fatalf("startError changed the error: %q, was %q", got, tc.err)
+			}
+		})
+	}
+}
+
+// A broker that is not listening yet is a RetryableError from NewSink, so
+// that the caller waits for it; the text names the topic and KAFKA_BROKERS.
+func TestNewSinkUnreachableIsRetryable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	_, err := NewSink(ctx, Config{Brokers: []string{"127.0.0.1:1"}, EventType: "mars", WriteTimeout: time.Second}, Options{})
+	if !bridge.IsRetryable(err) || bridge.IsPermanent(err) {
+		t.Fatalf("NewSink against a closed port = %v, want a RetryableError", err)
+	}
+	if !strings.Contains(err.Error(), "KAFKA_BROKERS=") {
+		t.Fatalf("%q does not name KAFKA_BROKERS", err)
 	}
 }

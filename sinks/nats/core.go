@@ -62,7 +62,7 @@ func NewCoreSink(ctx context.Context, cfg Config, o Options) (*CoreSink, error) 
 	log := o.logger()
 	nc, err := Connect(ctx, c.ConnConfig, ConnectOptions{Logger: log, Events: "sink.nats"})
 	if err != nil {
-		return nil, err
+		return nil, startError(err)
 	}
 	s := &CoreSink{
 		cfg:     c,

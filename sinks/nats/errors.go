@@ -1,7 +1,12 @@
 package nats
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"io"
+	"net"
 	"strings"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -81,4 +86,38 @@ func classified(err error, permanent bool) error {
 		return bridge.Permanent(err)
 	}
 	return err
+}
+
+// startError marks a start-up failure that waiting can fix (no server
+// answers yet, JetStream has no leader yet, a timeout) as a
+// bridge.RetryableError, leaving its text unchanged; anything else
+// (authentication, a missing stream, a configuration mismatch) is
+// returned as it is.
+func startError(err error) error {
+	if err != nil && unreachable(err) {
+		return bridge.Retryable(err)
+	}
+	return err
+}
+
+// unreachable reports whether err says the server is not reachable or not
+// ready yet. A certificate that does not verify needs an operator.
+func unreachable(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	if errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &badHost) {
+		return false
+	}
+	for _, target := range []error{
+		natsgo.ErrNoServers, natsgo.ErrTimeout, natsgo.ErrNoResponders,
+		natsgo.ErrConnectionReconnecting, natsgo.ErrDisconnected, natsgo.ErrStaleConnection,
+		jetstream.ErrNoStreamResponse, context.DeadlineExceeded, io.EOF, io.ErrUnexpectedEOF,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr)
 }

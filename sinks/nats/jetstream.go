@@ -105,7 +105,7 @@ func NewJetStreamSink(ctx context.Context, cfg Config, o Options) (*JetStreamSin
 	log := o.logger()
 	nc, err := Connect(ctx, c.ConnConfig, ConnectOptions{Logger: log, Events: "sink.nats"})
 	if err != nil {
-		return nil, err
+		return nil, startError(err)
 	}
 	size := uint64(1)
 	for size < uint64(c.MaxPending) {
@@ -144,7 +144,7 @@ func NewJetStreamSink(ctx context.Context, cfg Config, o Options) (*JetStreamSin
 	}
 	if err := s.setupStream(ctx); err != nil {
 		nc.Close()
-		return nil, err
+		return nil, startError(err)
 	}
 	return s, nil
 }
