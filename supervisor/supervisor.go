@@ -104,20 +104,6 @@ type Config struct {
 	ProgressInterval time.Duration
 }
 
-// ConfigError is a failure that only a configuration change can fix
-// (400/403/404/405, unknown event type, missing credentials). Setting names
-// the environment variable to look at.
-type ConfigError struct {
-	Setting string
-	Err     error
-}
-
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("check %s: %v", e.Setting, e.Err)
-}
-
-func (e *ConfigError) Unwrap() error { return e.Err }
-
 // Supervisor runs one watch (or replay) until its context ends, the replay
 // completes, or a configuration error stops it.
 type Supervisor struct {
@@ -844,44 +830,6 @@ func (s *Supervisor) connectFailure(ctx context.Context, req aviso.Request, err 
 		return outcome{reason: reasonIdle, policy: policyBackoff, err: err}
 	}
 	return outcome{reason: reasonTransport, policy: policyBackoff, err: err}
-}
-
-// settingFor names the variable an operator should fix for a terminal HTTP
-// status answered to req.
-func (s *Supervisor) settingFor(he *aviso.HTTPError, req aviso.Request) string {
-	switch {
-	case he.Code == "UNKNOWN_EVENT_TYPE":
-		return "AVISO_EVENT_TYPE"
-	case he.Status == 400:
-		if named := s.settingFromMessage(he, req); named != "" {
-			return named
-		}
-		switch {
-		case req.FromDate != "" && req.FromDate == s.cfg.Start.FromDate:
-			return "AVISO_IDENTIFIER or AVISO_FROM_DATE"
-		case req.FromID != nil && s.cfg.Start.HasCheckpoint:
-			return "AVISO_IDENTIFIER (or the stored checkpoint, CHECKPOINT_*)"
-		case req.FromID != nil && s.cfg.Start.FromID != nil:
-			return "AVISO_IDENTIFIER or AVISO_FROM_ID"
-		}
-		return "AVISO_IDENTIFIER or AVISO_EVENT_TYPE"
-	case he.Status == 401:
-		return "AVISO_TOKEN, AVISO_TOKEN_FILE or AVISO_USERNAME/AVISO_PASSWORD"
-	case he.Status == 403:
-		return "AVISO_TOKEN/AVISO_TOKEN_FILE or AVISO_USERNAME (this identity may not read the stream)"
-	case he.Status == 413:
-		return "AVISO_IDENTIFIER (request body too large)"
-	}
-	return "AVISO_URL"
-}
-
-type serverErrorFrame struct {
-	code    string
-	message string
-}
-
-func (e *serverErrorFrame) Error() string {
-	return fmt.Sprintf("aviso error frame %q: %s", e.code, e.message)
 }
 
 func truncate(s string, n int) string {
