@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,16 +58,11 @@ func runDemo(sigCtx context.Context, count, rate int, logLevel string, stdout, s
 	defer os.RemoveAll(dir)
 
 	// 1. NATS with JetStream, in process.
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: filepath.Join(dir, "jetstream"), NoLog: true, NoSigs: true})
+	ns, err := startDemoNATS(filepath.Join(dir, "jetstream"))
 	if err != nil {
-		return fmt.Errorf("embedded nats-server: %w", err)
+		return err
 	}
-	go ns.Start()
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		return errors.New("embedded nats-server did not start")
-	}
 
 	// 2. aviso, in process.
 	av, err := avisotest.New(avisotest.WithHeartbeat(5*time.Second), avisotest.WithBaseURL("http://aviso.demo"))
@@ -79,12 +75,64 @@ func runDemo(sigCtx context.Context, count, rate int, logLevel string, stdout, s
 		av.URL, ns.ClientURL(), demoStream, count, rate)
 
 	// 3. The bridge, configured exactly as an operator would, by variables.
-	env := map[string]string{
-		"AVISO_URL":            av.URL,
+	cfg, err := loadConfig(sigCtx, envconfig.MapLookuper(demoEnv(av.URL, ns.ClientURL(), dir, logLevel)))
+	if err != nil {
+		return err
+	}
+	b, err := startDemoBridge(cfg, newLogger(stderr, cfg.LogLevel, cfg.LogFormat, nil), stdout)
+	if err != nil {
+		return err
+	}
+	defer b.stop()
+
+	// 4. Publish sample notifications at the asked rate.
+	pubCtx, stopPub := context.WithCancel(sigCtx)
+	defer stopPub()
+	published := publishDemo(pubCtx, av, count, rate)
+
+	// 5. Progress until everything published has been committed.
+	p := demoProgress{bridge: b, av: av, published: published, stopPub: stopPub, out: stdout}
+	lastPublished, err := p.follow(sigCtx)
+	if err != nil {
+		return err
+	}
+	b.stop()
+	if err := <-b.done; err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+
+	// 6. Read the stream back and compare with what aviso published.
+	sum, err := readBack(ns.ClientURL(), lastPublished)
+	if err != nil {
+		return err
+	}
+	return sum.print(stdout, lastPublished)
+}
+
+// startDemoNATS starts an embedded nats-server with JetStream storing under dir.
+func startDemoNATS(dir string) (*server.Server, error) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+		StoreDir: dir, NoLog: true, NoSigs: true})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, errors.New("embedded nats-server did not start")
+	}
+	return ns, nil
+}
+
+// demoEnv is the demo bridge's environment.
+func demoEnv(avisoURL, natsURL, dir, logLevel string) map[string]string {
+	return map[string]string{
+		"AVISO_URL":            avisoURL,
 		"AVISO_EVENT_TYPE":     "mars",
 		"AVISO_FROM_ID":        "1",
 		"SINK":                 "jetstream",
-		"NATS_URL":             ns.ClientURL(),
+		"NATS_URL":             natsURL,
 		"NATS_SUBJECT":         "aviso.{event_type}.{identifier.class}",
 		"NATS_STREAM":          demoStream,
 		"NATS_STREAM_CREATE":   "true",
@@ -95,29 +143,35 @@ func runDemo(sigCtx context.Context, count, rate int, logLevel string, stdout, s
 		"LOG_FORMAT":           "text",
 		"LOG_LEVEL":            logLevel,
 	}
-	cfg, err := loadConfig(sigCtx, envconfig.MapLookuper(env))
-	if err != nil {
-		return err
-	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat, nil)
+}
 
-	bridgeCtx, stopBridge := context.WithCancel(context.Background())
-	defer stopBridge()
+// demoBridge is the bridge the demo runs: done receives runBridge's result.
+type demoBridge struct {
+	run  *running
+	done chan error
+	stop context.CancelFunc
+}
+
+// startDemoBridge starts runBridge and waits until it runs.
+func startDemoBridge(cfg *Config, log *slog.Logger, stdout io.Writer) (*demoBridge, error) {
+	ctx, stop := context.WithCancel(context.Background())
+	b := &demoBridge{done: make(chan error, 1), stop: stop}
 	runningc := make(chan *running, 1)
-	bdone := make(chan error, 1)
 	go func() {
-		bdone <- runBridge(bridgeCtx, cfg, log, stdout, func(r *running) { runningc <- r })
+		b.done <- runBridge(ctx, cfg, log, stdout, func(r *running) { runningc <- r })
 	}()
-	var r *running
 	select {
-	case r = <-runningc:
-	case err := <-bdone:
-		return fmt.Errorf("bridge did not start: %w", err)
+	case b.run = <-runningc:
+		return b, nil
+	case err := <-b.done:
+		stop()
+		return nil, fmt.Errorf("bridge did not start: %w", err)
 	}
+}
 
-	// 4. Publish sample notifications at the asked rate.
-	pubCtx, stopPub := context.WithCancel(sigCtx)
-	defer stopPub()
+// publishDemo publishes count sample notifications at rate per second until
+// ctx ends; the returned channel receives the last sequence published.
+func publishDemo(ctx context.Context, av *avisotest.Server, count, rate int) <-chan uint64 {
 	published := make(chan uint64, 1)
 	go func() {
 		var last uint64
@@ -128,7 +182,7 @@ func runDemo(sigCtx context.Context, count, rate int, logLevel string, stdout, s
 		classes := []string{"od", "rd", "ea"}
 		for i := 0; i < count; {
 			select {
-			case <-pubCtx.Done():
+			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
@@ -141,152 +195,163 @@ func runDemo(sigCtx context.Context, count, rate int, logLevel string, stdout, s
 			}
 		}
 	}()
+	return published
+}
 
-	// 5. Progress until everything published has been committed.
+// demoProgress prints the bridge's progress until everything published has
+// been committed.
+type demoProgress struct {
+	bridge    *demoBridge
+	av        *avisotest.Server
+	published <-chan uint64
+	stopPub   context.CancelFunc
+	out       io.Writer
+}
+
+// follow returns the last sequence published once the checkpoint has
+// reached it (or 30 s after the last publish); a first signal stops the
+// publisher and lets the bridge catch up.
+func (p *demoProgress) follow(sigCtx context.Context) (uint64, error) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lastPublished uint64
 	pubDone := false
-	interrupted := false
 	var deadline <-chan time.Time
+	signalled := sigCtx.Done()
 	for {
-		st := r.Pipeline.Status()
-		if pubDone && st.Checkpoint.Sequence >= lastPublished {
-			break
+		if pubDone && p.bridge.run.Pipeline.Status().Checkpoint.Sequence >= lastPublished {
+			return lastPublished, nil
 		}
 		select {
-		case lastPublished = <-published:
+		case lastPublished = <-p.published:
 			pubDone = true
-			if deadline == nil {
-				deadline = time.After(30 * time.Second)
-			}
+			deadline = time.After(30 * time.Second)
 			continue
-		case <-sigCtx.Done():
-			if !interrupted {
-				interrupted = true
-				stopPub()
-				fmt.Fprintln(stdout, "\ninterrupted: stopping the publisher, letting the bridge catch up (Ctrl-C again to quit now)")
-			}
-			sigCtx = context.Background()
+		case <-signalled:
+			signalled = nil
+			p.stopPub()
+			fmt.Fprintln(p.out, "\ninterrupted: stopping the publisher, letting the bridge catch up (Ctrl-C again to quit now)")
 			continue
-		case err := <-bdone:
-			return fmt.Errorf("bridge stopped: %w", err)
+		case err := <-p.bridge.done:
+			return 0, fmt.Errorf("bridge stopped: %w", err)
 		case <-deadline:
-			fmt.Fprintln(stdout, "the bridge did not catch up within 30 s of the last publish; stopping")
-			goto done
+			fmt.Fprintln(p.out, "the bridge did not catch up within 30 s of the last publish; stopping")
+			return lastPublished, nil
 		case <-tick.C:
 		}
-		st = r.Pipeline.Status()
-		fmt.Fprintf(stdout, "  published %6d   committed up to %6d   in flight %4d\n",
-			av.LastSequence("mars"), st.Checkpoint.Sequence, st.InFlight)
+		st := p.bridge.run.Pipeline.Status()
+		fmt.Fprintf(p.out, "  published %6d   committed up to %6d   in flight %4d\n",
+			p.av.LastSequence("mars"), st.Checkpoint.Sequence, st.InFlight)
 	}
-done:
-	stopBridge()
-	if err := <-bdone; err != nil {
-		return fmt.Errorf("bridge: %w", err)
-	}
-
-	// 6. Read the stream back and compare with what aviso published.
-	sum, err := readBack(ns.ClientURL(), lastPublished)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nsummary (read back from JetStream stream %s)\n", demoStream)
-	fmt.Fprintf(stdout, "  published by aviso   %d (sequences 1..%d)\n", lastPublished, lastPublished)
-	fmt.Fprintf(stdout, "  messages in stream   %d\n", sum.messages)
-	fmt.Fprintf(stdout, "  first sequence       %d\n  last sequence        %d\n", sum.first, sum.last)
-	fmt.Fprintf(stdout, "  missing              %d\n  duplicates           %d\n  out of order         %d\n", sum.missing, sum.duplicates, sum.outOfOrder)
-	for _, s := range sum.subjects {
-		fmt.Fprintf(stdout, "  subject %-22s %d\n", s.name, s.n)
-	}
-	if sum.missing != 0 || sum.outOfOrder != 0 {
-		return fmt.Errorf("%d notifications missing, %d out of order", sum.missing, sum.outOfOrder)
-	}
-	fmt.Fprintln(stdout, "\nevery notification landed once, in order. Next: run the bridge against your aviso-server and NATS or Kafka (see README).")
-	return nil
 }
 
 type demoSummary struct {
 	messages, duplicates, missing, outOfOrder int
-	first, last                               uint64
-	subjects                                  []struct {
-		name string
-		n    int
+	first, last, prev                         uint64
+	seen                                      map[uint64]int
+	subjects                                  []subjectCount
+}
+
+type subjectCount struct {
+	name string
+	n    int
+}
+
+// add counts one stream message carrying sequence seq on subject.
+func (s *demoSummary) add(seq uint64, subject string) {
+	s.messages++
+	if s.seen[seq] > 0 {
+		s.duplicates++
+	} else if seq < s.prev {
+		s.outOfOrder++
 	}
+	s.seen[seq]++
+	s.prev = max(s.prev, seq)
+	if s.first == 0 || seq < s.first {
+		s.first = seq
+	}
+	s.last = max(s.last, seq)
+	for i := range s.subjects {
+		if s.subjects[i].name == subject {
+			s.subjects[i].n++
+			return
+		}
+	}
+	s.subjects = append(s.subjects, subjectCount{name: subject, n: 1})
+}
+
+// print writes the summary; an error when a notification is missing or out
+// of order.
+func (s *demoSummary) print(w io.Writer, published uint64) error {
+	fmt.Fprintf(w, "\nsummary (read back from JetStream stream %s)\n", demoStream)
+	fmt.Fprintf(w, "  published by aviso   %d (sequences 1..%d)\n", published, published)
+	fmt.Fprintf(w, "  messages in stream   %d\n", s.messages)
+	fmt.Fprintf(w, "  first sequence       %d\n  last sequence        %d\n", s.first, s.last)
+	fmt.Fprintf(w, "  missing              %d\n  duplicates           %d\n  out of order         %d\n", s.missing, s.duplicates, s.outOfOrder)
+	for _, sc := range s.subjects {
+		fmt.Fprintf(w, "  subject %-22s %d\n", sc.name, sc.n)
+	}
+	if s.missing != 0 || s.outOfOrder != 0 {
+		return fmt.Errorf("%d notifications missing, %d out of order", s.missing, s.outOfOrder)
+	}
+	fmt.Fprintln(w, "\nevery notification landed once, in order. Next: run the bridge against your aviso-server and NATS or Kafka (see README).")
+	return nil
 }
 
 // readBack reads every message of the demo stream and checks sequences
 // 1..published are there once, in order.
-func readBack(url string, published uint64) (demoSummary, error) {
-	var sum demoSummary
+func readBack(url string, published uint64) (*demoSummary, error) {
+	sum := &demoSummary{seen: map[uint64]int{}}
 	nc, err := natsgo.Connect(url)
 	if err != nil {
-		return sum, err
+		return nil, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return sum, err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, demoStream)
 	if err != nil {
-		return sum, fmt.Errorf("stream %s: %w", demoStream, err)
+		return nil, fmt.Errorf("stream %s: %w", demoStream, err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return sum, err
+		return nil, err
 	}
-	seen := map[uint64]int{}
-	subjects := map[string]int{}
-	var order []string
-	var prev uint64
 	for i := info.State.FirstSeq; i <= info.State.LastSeq && info.State.Msgs > 0; i++ {
 		m, err := s.GetMsg(ctx, i)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				continue
-			}
-			return sum, err
+			return nil, err
 		}
-		id := m.Header.Get("Nats-Msg-Id")
-		at := strings.LastIndexByte(id, '@')
-		seq, err := strconv.ParseUint(id[at+1:], 10, 64)
-		if at < 0 || err != nil {
-			return sum, fmt.Errorf("stream message %d has Nats-Msg-Id %q", i, id)
+		seq, err := msgSequence(m.Header.Get("Nats-Msg-Id"))
+		if err != nil {
+			return nil, fmt.Errorf("stream message %d: %w", i, err)
 		}
-		sum.messages++
-		if seen[seq] > 0 {
-			sum.duplicates++
-		} else if seq < prev {
-			sum.outOfOrder++
-		}
-		seen[seq]++
-		if seq > prev {
-			prev = seq
-		}
-		if sum.first == 0 || seq < sum.first {
-			sum.first = seq
-		}
-		if seq > sum.last {
-			sum.last = seq
-		}
-		if subjects[m.Subject] == 0 {
-			order = append(order, m.Subject)
-		}
-		subjects[m.Subject]++
+		sum.add(seq, m.Subject)
 	}
 	for q := uint64(1); q <= published; q++ {
-		if seen[q] == 0 {
+		if sum.seen[q] == 0 {
 			sum.missing++
 		}
 	}
-	for _, name := range order {
-		sum.subjects = append(sum.subjects, struct {
-			name string
-			n    int
-		}{name, subjects[name]})
-	}
 	return sum, nil
+}
+
+// msgSequence is the aviso sequence of a Nats-Msg-Id ("mars@42").
+func msgSequence(id string) (uint64, error) {
+	at := strings.LastIndexByte(id, '@')
+	if at < 0 {
+		return 0, fmt.Errorf("Nats-Msg-Id %q has no sequence", id)
+	}
+	seq, err := strconv.ParseUint(id[at+1:], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("Nats-Msg-Id %q has no sequence", id)
+	}
+	return seq, nil
 }
