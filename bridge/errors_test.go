@@ -23,10 +23,11 @@ func TestRetryable(t *testing.T) {
 	if bridge.IsRetryable(err) || bridge.IsPermanent(r) {
 		t.Fatal("retryable and permanent are not told apart")
 	}
-	if again := bridge.Retryable(fmt.Errorf("open sink: %w", r)); !errors.As(again, &re) || re.Err != err {
+	var inner *bridge.RetryableError
+	if again := bridge.Retryable(fmt.Errorf("open sink: %w", r)); !errors.As(again, &re) || errors.As(re.Err, &inner) {
 		t.Fatalf("a retryable error is wrapped twice: %#v", again)
 	}
-	if p := bridge.Permanent(base); bridge.Retryable(p) != p {
+	if p := bridge.Retryable(bridge.Permanent(base)); bridge.IsRetryable(p) || !bridge.IsPermanent(p) {
 		t.Fatal("Retryable turned a permanent error retryable")
 	}
 	if bridge.Retryable(nil) != nil || bridge.Permanent(nil) != nil {
