@@ -89,7 +89,7 @@ func TestBehindCheckpoint(t *testing.T) {
 		if n := len(e.logs.records("aviso.stream.behind_checkpoint_resolved")); n != 1 {
 			t.Fatalf("%d resolved records", n)
 		}
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce([]uint64{last})
 		if n := e.m.behind.Get(); n != 1 {
 			t.Fatalf("behind counted %d, want 1", n)
@@ -117,7 +117,7 @@ func TestBehindCheckpointReplayWindow(t *testing.T) {
 		if len(recs) != 1 || recs[0]["server_sequence"] != float64(10) {
 			t.Fatalf("behind_checkpoint records %v", recs)
 		}
-		r.stop()
+		r.halt()
 	})
 	t.Run("replay run", func(t *testing.T) {
 		t.Parallel()
@@ -162,7 +162,7 @@ func TestBehindCheckpointNotOnNormalDuplicates(t *testing.T) {
 		e.clock.advance(10 * time.Second)
 		last := e.publish(1)
 		e.waitSeqs(7)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(append(seqRange(5, 10), last))
 		e.checkCursors(ids(5, 11))
 		if n := e.m.behind.Get(); n != 0 || r.sup.Status().BehindCheckpoint != "" {

@@ -426,7 +426,7 @@ func (e *env) start(cfg supervisor.Config, maxInFlight int) *run {
 		r.supDone <- err
 		close(exited)
 	}()
-	t.Cleanup(func() { r.stop() })
+	t.Cleanup(r.halt)
 	return r
 }
 
@@ -445,6 +445,10 @@ func (r *run) stop() error {
 	r.store.Close()
 	return r.supErr
 }
+
+// halt stops the run where the test asserts on what it did rather than on
+// Run's error (stop returns it).
+func (r *run) halt() { _ = r.stop() }
 
 // finish waits for Run to end by itself (a replay run, a fatal error),
 // then drains the pipeline as main does and returns Run's error.

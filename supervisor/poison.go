@@ -23,7 +23,7 @@ func (s *Supervisor) serverError(ctx context.Context, f *aviso.Frame, rid string
 	if !f.HasSequence {
 		s.log.Error("aviso.server.error", "request_id", rid, "error", f.ErrorCode, "message", f.Message, "topic", f.Topic,
 			"action", "reconnecting from the cursor after a backoff")
-		return outcome{reason: reasonServerError, policy: policyBackoff, requestID: rid,
+		return outcome{reason: reasonServerError, retry: retryBackoff, requestID: rid,
 			err: &serverErrorFrame{code: f.ErrorCode, message: f.Message}}, true
 	}
 	if s.end.beyond(f.Sequence, "") {

@@ -78,9 +78,6 @@ func newReplayEnd(cfg *Config) (replayEnd, error) {
 	return e, nil
 }
 
-// bounded reports whether the replay has an end the bridge enforces.
-func (e *replayEnd) bounded() bool { return e.id != nil || e.date != "" }
-
 // apply adds the end to the next request: the pinned or configured to_id,
 // else to_date; nothing once the server refused them.
 func (e *replayEnd) apply(req *aviso.Request) {

@@ -83,7 +83,7 @@ func TestServerErrorsBackOff(t *testing.T) {
 		cfg.Start.FromID = u64(1)
 		r := e.start(cfg, 8)
 		e.waitSeqs(10)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(seqRange(1, 10))
 		e.checkCursors(ids(1, 1, 1, 1, 4, 4, 4))
 		// 500, 500, 502 (Retry-After ignored): windows 0, 1, 2; the cut after a
@@ -109,7 +109,7 @@ func TestThrottledHonoursRetryAfter(t *testing.T) {
 		cfg.Start.FromID = u64(1)
 		r := e.start(cfg, 8)
 		e.waitSeqs(10)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(seqRange(1, 10))
 		e.checkCursors(ids(1, 1, 1, 1, 1))
 		// Retry-After replaces the backoff but still counts as a failure, so the
@@ -134,7 +134,7 @@ func TestServerCloses(t *testing.T) {
 			cfg.Start.FromID = u64(1)
 			r := e.start(cfg, 8)
 			e.waitSeqs(50)
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(seqRange(1, 50))
 			e.checkCursors(ids(1, 8, 15, 22, 29, 36, 43, 50))
 			e.checkDelays(make([]time.Duration, 7))
@@ -149,7 +149,7 @@ func TestServerCloses(t *testing.T) {
 			cfg.Start.FromID = u64(1)
 			r := e.start(cfg, 8)
 			e.waitSeqs(20)
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(seqRange(1, 20))
 			e.checkCursors(ids(1, 6))
 			e.checkDelays([]time.Duration{5 * time.Second})
@@ -169,7 +169,7 @@ func TestServerCloses(t *testing.T) {
 			cfg.Start.FromID = u64(1)
 			r := e.start(cfg, 8)
 			e.waitSeqs(10)
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(seqRange(1, 10))
 			e.checkCursors(ids(1, 3, 3))
 			// Unknown closes do not confirm the server: the second one (no
@@ -187,7 +187,7 @@ func TestServerCloses(t *testing.T) {
 			cfg.Start.FromID = u64(1)
 			r := e.start(cfg, 8)
 			e.waitSeqs(30)
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(seqRange(1, 30))
 			e.checkCursors(ids(1, 6, 11, 16, 21, 26))
 			e.checkDelays(make([]time.Duration, 5))
@@ -203,7 +203,7 @@ func TestServerCloses(t *testing.T) {
 			cfg.Start.FromID = u64(1)
 			r := e.start(cfg, 8)
 			e.waitSeqs(3)
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(seqRange(1, 3))
 			e.checkCursors(ids(1, 1, 1, 1, 1))
 			e.checkDelays([]time.Duration{window(0), window(1), window(2), window(3)})
@@ -239,7 +239,7 @@ func TestUnauthorizedRereadsTokenFile(t *testing.T) {
 			cfg.Start.FromID = u64(1)
 			r := e.start(cfg, 8)
 			e.waitSeqs(10)
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(seqRange(1, 10))
 			reqs := e.streamRequests()
 			if got := cursors(reqs); !slices.Equal(got, ids(1, 5, 5)) {
@@ -277,7 +277,7 @@ func TestUnauthorizedRereadsTokenFile(t *testing.T) {
 			cfg.Start.FromID = u64(1)
 			r := e.start(cfg, 8)
 			e.waitSeqs(5)
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(seqRange(1, 5))
 			e.checkCursors(ids(1, 1, 1, 1))
 			// First 401: at once; then backoff windows 0, 1; the file rewritten
@@ -311,7 +311,7 @@ func TestCredentialsUnavailableRetried(t *testing.T) {
 		cfg.Start.FromID = u64(1)
 		r := e.start(cfg, 8)
 		e.waitSeqs(3)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(seqRange(1, 3))
 		e.checkCursors(ids(1)) // nothing was sent without credentials
 		e.checkDelays([]time.Duration{window(0), window(1)})
@@ -366,7 +366,7 @@ func TestTLS(t *testing.T) {
 			cfg.Start.FromID = u64(1)
 			r := e.start(cfg, 8)
 			e.waitSeqs(3)
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(seqRange(1, 3))
 			e.checkCursors(ids(1))
 		})
@@ -386,7 +386,7 @@ func TestReplayLimitPaging(t *testing.T) {
 		cfg.Start.FromID = u64(1)
 		r := e.start(cfg, 256)
 		e.waitSeqs(total)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(seqRange(1, total))
 		e.checkCursors(ids(1, 10001, 20001))
 		e.checkDelays([]time.Duration{0, 0})
@@ -489,7 +489,7 @@ func TestSeamDuplicatesDropped(t *testing.T) {
 		e.waitSeqs(10)
 		e.publish(5) // live: the watch's live position was fixed at its request
 		e.waitSeqs(15)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(seqRange(1, 15))
 		e.checkCursors(ids(1))
 		if n := e.m.duplicates.Get(); n != 3 {
@@ -531,7 +531,7 @@ func TestMalformedFrames(t *testing.T) {
 				if dlq {
 					e.waitFor("dead letters", func(_ []uint64, dls []bridge.DeadLetter) bool { return len(dls) == len(bad) })
 				}
-				r.stop()
+				r.halt()
 				e.checkExactlyOnce(seqRange(1, 10))
 				e.checkCursors(ids(1))
 				if n := e.m.malformed.Get(); n != int64(len(bad)) {
@@ -588,7 +588,7 @@ func TestFilteredWatchGaps(t *testing.T) {
 		cfg.Start.FromID = u64(1)
 		r := e.start(cfg, 8)
 		e.waitSeqs(len(want))
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(want)
 		e.checkCursors(ids(1, 13))
 		if n := e.m.gaps.Get(); n != int64(len(want)) {
@@ -613,7 +613,7 @@ func TestRestartFromCheckpoint(t *testing.T) {
 		cfg.Start.FromID = u64(1)
 		r := e.start(cfg, 8)
 		e.waitSeqs(10)
-		r.stop()
+		r.halt()
 		cp, found := e.mem.Checkpoint(ckey)
 		if !found || cp.Sequence != 10 {
 			t.Fatalf("checkpoint after the first run: %+v %v", cp, found)
@@ -624,7 +624,7 @@ func TestRestartFromCheckpoint(t *testing.T) {
 		cfg.Start = supervisor.Start{Checkpoint: cp.Sequence, HasCheckpoint: true, FromID: u64(1)}
 		r = e.start(cfg, 8)
 		e.waitSeqs(15)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(seqRange(1, 15))
 		e.checkCursors(ids(1, 11))
 		if cp, _ := e.mem.Checkpoint(ckey); cp.Sequence != 15 {
@@ -654,7 +654,7 @@ func TestLiveStartPinnedToConnectionEstablished(t *testing.T) {
 		e.waitSeqs(3)
 		e.publish(2)
 		e.waitSeqs(5)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(seqRange(1, 5))
 		e.checkCursors([]string{"live", "date:2026-03-04T10:00:00Z"})
 		e.checkReconnects(map[string]int64{"idle_timeout": 1})
@@ -678,7 +678,7 @@ func TestFromDateStart(t *testing.T) {
 		cfg.Start.FromDate = "2026-03-04T10:00:00Z"
 		r := e.start(cfg, 8)
 		e.waitSeqs(5)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(seqRange(6, 10))
 		e.checkCursors([]string{"date:2026-03-04T10:00:00Z", "date:2026-03-04T10:00:00Z", "id:8"})
 		if n := e.m.gaps.Get(); n != 0 {
@@ -927,7 +927,7 @@ func TestBackpressureIsNotIdle(t *testing.T) {
 		}
 		e.sink.release()
 		e.waitSeqs(80)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(seqRange(1, 80))
 		e.checkCursors(ids(1))
 		e.checkReconnects(map[string]int64{})
@@ -955,7 +955,7 @@ func TestEventTooLarge(t *testing.T) {
 				cfg.Start.FromID = u64(1)
 				r := e.start(cfg, 8)
 				e.waitSeqs(4)
-				r.stop()
+				r.halt()
 				e.checkExactlyOnce([]uint64{1, 2, 4, 5})
 				e.checkCursors(ids(1, 4))
 				e.checkDelays([]time.Duration{window(0)})
@@ -997,7 +997,7 @@ func TestEventTooLarge(t *testing.T) {
 			case <-time.After(waitLimit):
 				t.Fatal("no retries")
 			}
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(nil)
 			if got := cursors(e.streamRequests()); len(got) < 3 || !slices.Equal(got[:3], ids(1, 1, 1)) {
 				t.Fatalf("cursors %v", got)
@@ -1013,7 +1013,7 @@ func TestEventTooLarge(t *testing.T) {
 			cfg.Start.FromID = u64(1)
 			r := e.start(cfg, 8)
 			e.waitSeqs(5)
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(seqRange(1, 5))
 			e.checkCursors(ids(1, 3))
 			e.checkDelays([]time.Duration{window(0)})
@@ -1042,7 +1042,7 @@ func TestEventTooLarge(t *testing.T) {
 			case <-time.After(waitLimit):
 				t.Fatal("no retries")
 			}
-			r.stop()
+			r.halt()
 			e.checkExactlyOnce(nil)
 			if got := cursors(e.streamRequests()); len(got) < 4 || !slices.Equal(got[:4], ids(1, 1, 1, 1)) {
 				t.Fatalf("cursors %v", got)
@@ -1076,7 +1076,7 @@ func TestStatus(t *testing.T) {
 		if g := e.m.connected.Get(); g != 1 {
 			t.Fatalf("connected gauge %v", g)
 		}
-		r.stop()
+		r.halt()
 		if st := r.sup.Status(); st.Connected || st.Reason != "stopped" {
 			t.Fatalf("status after stop %+v", st)
 		}
@@ -1156,7 +1156,7 @@ func TestUnexpectedOpeningIsTolerated(t *testing.T) {
 		cfg.Start.FromID = u64(1)
 		r := e.start(cfg, 8)
 		e.waitSeqs(5)
-		r.stop()
+		r.halt()
 		e.checkExactlyOnce(seqRange(1, 5))
 		if recs := e.logs.records("aviso.connection.unexpected_opening"); len(recs) == 0 {
 			t.Errorf("no aviso.connection.unexpected_opening warning")

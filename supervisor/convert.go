@@ -1,0 +1,33 @@
+package supervisor
+
+import (
+	"time"
+
+	"github.com/aviso-bridge/aviso-bridge/aviso"
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+)
+
+// Convert turns a decoded aviso notification into the bridge's, received at
+// received. The byte slices alias an's (the frame's own copy of the event).
+func Convert(an *aviso.Notification, received time.Time) bridge.Notification {
+	n := bridge.Notification{
+		EventType:       an.EventType,
+		Sequence:        an.Sequence,
+		ID:              an.ID,
+		Source:          an.Source,
+		Type:            an.Type,
+		DataSchema:      an.DataSchema,
+		DataContentType: an.DataContentType,
+		TimeRaw:         an.Time,
+		Identifier:      an.Identifier,
+		Data:            an.Data,
+		CloudEvent:      an.CloudEvent,
+		Received:        received,
+	}
+	if an.Time != "" {
+		if t, err := time.Parse(time.RFC3339Nano, an.Time); err == nil {
+			n.Time = t
+		}
+	}
+	return n
+}
