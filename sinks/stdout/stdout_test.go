@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/checkpoint"
 	"github.com/aviso-bridge/aviso-bridge/sinks/stdout"
 )
@@ -54,11 +55,7 @@ func (w *writer) setFail(f func(p []byte) (int, error)) {
 	w.mu.Unlock()
 }
 
-func note(seq uint64) *bridge.Notification {
-	id := bridge.EventID("mars", seq)
-	return &bridge.Notification{EventType: "mars", Sequence: seq, ID: id,
-		CloudEvent: []byte(fmt.Sprintf(`{"specversion":"1.0","id":%q,"data":{"identifier":{},"payload":"p%d"}}`, id, seq))}
-}
+func note(seq uint64) *bridge.Notification { return bridgetest.Notification(seq) }
 
 func line(seq uint64) string { return string(note(seq).CloudEvent) + "\n" }
 
@@ -80,25 +77,43 @@ func nextAck(t *testing.T, s *stdout.Sink) bridge.Ack {
 	}
 }
 
-func TestWritesLinesAndAcksInOrder(t *testing.T) {
-	out := &writer{}
-	s := newSink(t, out, &writer{})
-	ctx := context.Background()
-	var want strings.Builder
-	for seq := uint64(1); seq <= 100; seq++ {
-		if err := s.Publish(ctx, note(seq)); err != nil {
-			t.Fatal(err)
-		}
-		want.WriteString(line(seq))
-	}
-	for seq := uint64(1); seq <= 100; seq++ {
-		if a := nextAck(t, s); a.Sequence != seq || a.ID != bridge.EventID("mars", seq) || a.Err != nil {
-			t.Fatalf("ack %+v, want %d", a, seq)
-		}
-	}
-	if out.String() != want.String() {
-		t.Fatalf("output:\n%s\nwant:\n%s", out.String(), want.String())
-	}
+// lines returns the complete lines of out.
+func lines(out string) []string {
+	parts := strings.Split(out, "\n")
+	return parts[:len(parts)-1]
+}
+
+// The stdout sink meets the bridge.Sink contract: one line per
+// notification, the whole CloudEvent, acknowledged in order.
+func TestSinkSuite(t *testing.T) {
+	bridgetest.SinkSuite(t, bridgetest.SinkSuiteConfig{
+		Structured: true,
+		New: func(t *testing.T) bridgetest.SinkUnderTest {
+			out, dl := &writer{}, &writer{}
+			s := stdout.New(stdout.Options{Out: out, DeadLetter: dl, MaxInFlight: 64})
+			return bridgetest.SinkUnderTest{
+				Sink: s,
+				Stored: func(t *testing.T) []bridgetest.Message {
+					var msgs []bridgetest.Message
+					for _, l := range lines(out.String()) {
+						msgs = append(msgs, bridgetest.Message{Body: []byte(l)})
+					}
+					return msgs
+				},
+				DeadLettered: func(t *testing.T) []bridgetest.Message {
+					var msgs []bridgetest.Message
+					for _, l := range lines(dl.String()) {
+						var rec struct{ Raw string }
+						if err := json.Unmarshal([]byte(l), &rec); err != nil {
+							t.Fatalf("dead-letter line %q: %v", l, err)
+						}
+						msgs = append(msgs, bridgetest.Message{Body: []byte(rec.Raw)})
+					}
+					return msgs
+				},
+			}
+		},
+	})
 }
 
 func TestAckOnlyAfterWrite(t *testing.T) {
@@ -356,7 +371,7 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 		return w.writer.Write(p)
 	}
 	n := min(w.cut, len(p))
-	w.writer.Write(p[:n])
+	_, _ = w.writer.Write(p[:n]) // the cut the test wants; its result is the caller's
 	close(w.entered)
 	<-w.release
 	if w.failAfter != nil {
@@ -423,13 +438,7 @@ func TestCloseWithBlockedWrite(t *testing.T) {
 // waitOutput polls w until it holds want.
 func waitOutput(t *testing.T, w *writer, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for w.String() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("output\n%q\nwant\n%q", w.String(), want)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	bridgetest.Eventually(t, 10*time.Second, fmt.Sprintf("output %q", want), func() bool { return w.String() == want })
 }
 
 // A line a failed write cut short never becomes a line of its own: it is
