@@ -180,10 +180,6 @@ type ConfigError struct{ Err error }
 func (e *ConfigError) Error() string { return "configuration error: " + e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-func configErrorf(format string, args ...any) error {
-	return &ConfigError{Err: fmt.Errorf(format, args...)}
-}
-
 // keepEmpty lists variables whose empty value means something (an empty
 // BRIDGE_HTTP_ADDR disables the endpoints); every other variable set to the
 // empty string counts as unset, as an operator writing VAR= in a compose
@@ -231,214 +227,198 @@ func idleBudget(interval time.Duration) time.Duration {
 	return max(3*interval, interval+30*time.Second)
 }
 
+// validate checks what the libraries do not: the source, the choice of
+// sink and store, and the process settings. The sink's and the store's own
+// settings are the libraries' to check (validateComponents).
 func (c *Config) validate() error {
 	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, check := range []func() []error{c.validateSource, c.validateRange, c.validateCredentials, c.readFiles,
+		c.validateSink, c.validateCheckpoint, c.validateBridge} {
+		errs = append(errs, check()...)
+	}
+	return errors.Join(errs...)
+}
 
-	// Source.
+// problems collects configuration problems, one fmt line each.
+type problems []error
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+func (c *Config) validateSource() []error {
+	var p problems
 	if c.Aviso.URL == "" {
-		add("AVISO_URL is required (base URL of aviso-server, e.g. https://aviso.example.int/)")
+		p.add("AVISO_URL is required (base URL of aviso-server, e.g. https://aviso.example.int/)")
 	} else if u, err := url.Parse(c.Aviso.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		add("AVISO_URL: %q is not an http(s) URL with a host", redactURL(c.Aviso.URL))
+		p.add("AVISO_URL: %q is not an http(s) URL with a host", redactURL(c.Aviso.URL))
 	}
 	if c.Aviso.EventType == "" {
-		add("AVISO_EVENT_TYPE is required (the aviso event type to watch, e.g. mars)")
+		p.add("AVISO_EVENT_TYPE is required (the aviso event type to watch, e.g. mars)")
 	}
 	var ident map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(c.Aviso.Identifier), &ident); err != nil || ident == nil {
-		add("AVISO_IDENTIFIER: must be a JSON object such as {\"class\":\"od\"}: %q", c.Aviso.Identifier)
+		p.add("AVISO_IDENTIFIER: must be a JSON object such as {\"class\":\"od\"}: %q", c.Aviso.Identifier)
 	}
+	if c.Aviso.HeartbeatInterval <= 0 {
+		p.add("AVISO_HEARTBEAT_INTERVAL: must be positive")
+	}
+	if c.Aviso.IdleTimeout <= 0 {
+		p.add("AVISO_IDLE_TIMEOUT: must be positive")
+	}
+	return p
+}
+
+// validateRange checks the mode and where the stream starts and ends.
+func (c *Config) validateRange() []error {
+	var p problems
 	if c.Aviso.FromID != "" && c.Aviso.FromDate != "" {
-		add("AVISO_FROM_ID and AVISO_FROM_DATE are both set; set at most one")
+		p.add("AVISO_FROM_ID and AVISO_FROM_DATE are both set; set at most one")
 	}
-	if c.Aviso.FromID != "" {
-		if _, err := strconv.ParseUint(strings.TrimSpace(c.Aviso.FromID), 10, 64); err != nil {
-			add("AVISO_FROM_ID: %q is not a non-negative integer sequence", c.Aviso.FromID)
-		}
+	from, fromErr := strconv.ParseUint(strings.TrimSpace(c.Aviso.FromID), 10, 64)
+	if c.Aviso.FromID != "" && fromErr != nil {
+		p.add("AVISO_FROM_ID: %q is not a non-negative integer sequence", c.Aviso.FromID)
 	}
 	switch c.Aviso.Mode {
 	case "watch", "replay":
 	default:
-		add("AVISO_MODE: %q is not watch or replay", c.Aviso.Mode)
+		p.add("AVISO_MODE: %q is not watch or replay", c.Aviso.Mode)
 	}
 	if (c.Aviso.ToID != "" || c.Aviso.ToDate != "") && c.Aviso.Mode != "replay" {
-		add("AVISO_TO_ID and AVISO_TO_DATE apply only to AVISO_MODE=replay (the end of a replay); AVISO_MODE is %q", c.Aviso.Mode)
+		p.add("AVISO_TO_ID and AVISO_TO_DATE apply only to AVISO_MODE=replay (the end of a replay); AVISO_MODE is %q", c.Aviso.Mode)
 	}
 	if c.Aviso.ToID != "" && c.Aviso.ToDate != "" {
-		add("AVISO_TO_ID and AVISO_TO_DATE are both set; set at most one")
+		p.add("AVISO_TO_ID and AVISO_TO_DATE are both set; set at most one")
 	}
 	if c.Aviso.ToID != "" {
 		to, err := strconv.ParseUint(strings.TrimSpace(c.Aviso.ToID), 10, 64)
 		if err != nil {
-			add("AVISO_TO_ID: %q is not a non-negative integer sequence", c.Aviso.ToID)
-		} else if from, err := strconv.ParseUint(strings.TrimSpace(c.Aviso.FromID), 10, 64); err == nil && c.Aviso.FromID != "" && to < from {
-			add("AVISO_TO_ID: %d is below AVISO_FROM_ID %d", to, from)
+			p.add("AVISO_TO_ID: %q is not a non-negative integer sequence", c.Aviso.ToID)
+		} else if c.Aviso.FromID != "" && fromErr == nil && to < from {
+			p.add("AVISO_TO_ID: %d is below AVISO_FROM_ID %d", to, from)
 		}
 	}
-	if c.Aviso.Token != "" && c.Aviso.TokenFile != "" {
-		add("AVISO_TOKEN and AVISO_TOKEN_FILE are both set; set one")
+	return p
+}
+
+func (c *Config) validateCredentials() []error {
+	var p problems
+	a := c.Aviso
+	if a.Token != "" && a.TokenFile != "" {
+		p.add("AVISO_TOKEN and AVISO_TOKEN_FILE are both set; set one")
 	}
-	if c.Aviso.Password != "" && c.Aviso.PasswordFile != "" {
-		add("AVISO_PASSWORD and AVISO_PASSWORD_FILE are both set; set one")
+	if a.Password != "" && a.PasswordFile != "" {
+		p.add("AVISO_PASSWORD and AVISO_PASSWORD_FILE are both set; set one")
 	}
-	if (c.Aviso.Password != "" || c.Aviso.PasswordFile != "") && c.Aviso.Username == "" {
-		add("AVISO_PASSWORD(_FILE) is set without AVISO_USERNAME")
+	if (a.Password != "" || a.PasswordFile != "") && a.Username == "" {
+		p.add("AVISO_PASSWORD(_FILE) is set without AVISO_USERNAME")
 	}
-	if c.Aviso.Username != "" && c.Aviso.Password == "" && c.Aviso.PasswordFile == "" {
-		add("AVISO_USERNAME is set without AVISO_PASSWORD or AVISO_PASSWORD_FILE")
+	if a.Username != "" && a.Password == "" && a.PasswordFile == "" {
+		p.add("AVISO_USERNAME is set without AVISO_PASSWORD or AVISO_PASSWORD_FILE")
 	}
-	if (c.Aviso.Token != "" || c.Aviso.TokenFile != "") && c.Aviso.Username != "" {
-		add("AVISO_TOKEN(_FILE) and AVISO_USERNAME are both set; choose bearer or basic credentials")
+	if (a.Token != "" || a.TokenFile != "") && a.Username != "" {
+		p.add("AVISO_TOKEN(_FILE) and AVISO_USERNAME are both set; choose bearer or basic credentials")
 	}
-	if c.avisoHasCredentials() && !c.Aviso.AllowPlaintextAuth && plaintextToRemote(c.Aviso.URL) {
-		add("AVISO_URL: refusing to send credentials over plain http:// to a non-loopback host; use https:// or set AVISO_ALLOW_PLAINTEXT_AUTH=true")
+	if c.avisoHasCredentials() && !a.AllowPlaintextAuth && plaintextToRemote(a.URL) {
+		p.add("AVISO_URL: refusing to send credentials over plain http:// to a non-loopback host; use https:// or set AVISO_ALLOW_PLAINTEXT_AUTH=true")
 	}
 	if c.avisoURLUser != "" && c.avisoURLPassword == "" {
-		add("AVISO_URL: holds a user name without a password; put basic credentials in the URL as user:password@ or use AVISO_USERNAME and AVISO_PASSWORD(_FILE)")
+		p.add("AVISO_URL: holds a user name without a password; put basic credentials in the URL as user:password@ or use AVISO_USERNAME and AVISO_PASSWORD(_FILE)")
 	}
-	if c.Aviso.HeartbeatInterval <= 0 {
-		add("AVISO_HEARTBEAT_INTERVAL: must be positive")
-	}
-	if c.Aviso.IdleTimeout <= 0 {
-		add("AVISO_IDLE_TIMEOUT: must be positive")
-	}
-	errs = append(errs, c.readFiles()...)
+	return p
+}
 
-	// Sink.
+// validateSink checks the sink's format and the settings that cmd reads for
+// a sink or store; the libraries check the rest (validateComponents).
+func (c *Config) validateSink() []error {
+	var p problems
 	switch c.Sink {
 	case "stdout", "nats", "jetstream", "kafka":
 	default:
-		add("SINK: %q is not one of stdout, nats, jetstream, kafka", c.Sink)
+		p.add("SINK: %q is not one of stdout, nats, jetstream, kafka", c.Sink)
 	}
 	switch c.SinkFormat {
 	case "binary", "structured":
 	default:
-		add("SINK_FORMAT: %q is not binary or structured", c.SinkFormat)
+		p.add("SINK_FORMAT: %q is not binary or structured", c.SinkFormat)
 	}
-	if c.Sink == "nats" || c.Sink == "jetstream" || c.Checkpoint.Store == "nats-kv" {
-		if _, err := bridge.ParseTemplate(c.NATS.Subject, bridge.EncodeNATSSubject); err != nil {
-			add("NATS_SUBJECT: %v", err)
-		}
-		if _, err := bridge.ParseTemplate(c.Bridge.DLQSubject, bridge.EncodeNATSSubject); err != nil {
-			add("BRIDGE_DLQ_SUBJECT: %v", err)
-		}
-		if c.NATS.MaxPending <= 0 {
-			add("NATS_MAX_PENDING: must be positive")
-		}
-		if c.NATS.StreamCreate && c.NATS.Stream == "" {
-			add("NATS_STREAM_CREATE=true needs NATS_STREAM (the name of the stream to create)")
-		}
-		if c.NATS.Token != "" && c.NATS.TokenFile != "" {
-			add("NATS_TOKEN and NATS_TOKEN_FILE are both set; set one")
-		}
-		if c.NATS.Password != "" && c.NATS.PasswordFile != "" {
-			add("NATS_PASSWORD and NATS_PASSWORD_FILE are both set; set one")
-		}
-		if (c.NATS.TLSCertFile == "") != (c.NATS.TLSKeyFile == "") {
-			add("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together")
-		}
+	if _, err := bridge.ParseRejectPolicy(c.Bridge.OnReject); err != nil {
+		p.add("%v", err)
 	}
-	if c.Sink == "kafka" || c.Checkpoint.Store == "kafka" {
+	// The libraries read a zero as "the default": an explicit zero is
+	// refused here.
+	if c.usesNATS() && c.NATS.MaxPending <= 0 {
+		p.add("NATS_MAX_PENDING: must be positive")
+	}
+	if c.usesKafka() {
 		if strings.TrimSpace(c.Kafka.Brokers) == "" {
-			add("KAFKA_BROKERS is required for SINK=kafka or CHECKPOINT_STORE=kafka (comma-separated host:port)")
-		}
-		for _, t := range []struct{ name, v string }{{"KAFKA_TOPIC", c.Kafka.Topic}, {"BRIDGE_DLQ_TOPIC", c.Bridge.DLQTopic}} {
-			if _, err := bridge.ParseTemplate(t.v, bridge.EncodeKafkaTopic); err != nil {
-				add("%s: %v", t.name, err)
-			}
-		}
-		if _, err := bridge.ParseTemplate(c.Kafka.Key, bridge.EncodeNone); err != nil {
-			add("KAFKA_KEY: %v", err)
-		}
-		switch c.Kafka.Acks {
-		case "all", "one":
-		default:
-			add("KAFKA_ACKS: %q is not all or one", c.Kafka.Acks)
-		}
-		switch c.Kafka.Compression {
-		case "none", "gzip", "snappy", "lz4", "zstd":
-		default:
-			add("KAFKA_COMPRESSION: %q is not one of none, gzip, snappy, lz4, zstd", c.Kafka.Compression)
-		}
-		switch c.Kafka.SASLMechanism {
-		case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
-		default:
-			add("KAFKA_SASL_MECHANISM: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.Kafka.SASLMechanism)
-		}
-		if c.Kafka.SASLMechanism != "" && (c.Kafka.Username == "" || (c.Kafka.Password == "" && c.Kafka.PasswordFile == "")) {
-			add("KAFKA_SASL_MECHANISM=%s needs KAFKA_USERNAME and KAFKA_PASSWORD or KAFKA_PASSWORD_FILE", c.Kafka.SASLMechanism)
-		}
-		if c.Kafka.Password != "" && c.Kafka.PasswordFile != "" {
-			add("KAFKA_PASSWORD and KAFKA_PASSWORD_FILE are both set; set one")
+			p.add("KAFKA_BROKERS is required for SINK=kafka or CHECKPOINT_STORE=kafka (comma-separated host:port)")
 		}
 		if c.Kafka.BatchSize <= 0 {
-			add("KAFKA_BATCH_SIZE: must be positive")
+			p.add("KAFKA_BATCH_SIZE: must be positive")
 		}
 		if c.Kafka.BatchTimeout <= 0 {
-			add("KAFKA_BATCH_TIMEOUT: must be positive")
-		}
-		if (c.Kafka.TLSCertFile == "") != (c.Kafka.TLSKeyFile == "") {
-			add("KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE must be set together")
+			p.add("KAFKA_BATCH_TIMEOUT: must be positive")
 		}
 	}
+	return p
+}
 
-	// Checkpoint.
+func (c *Config) validateCheckpoint() []error {
+	var p problems
 	switch c.Checkpoint.Store {
 	case "file":
 		if c.Checkpoint.File == "" {
-			add("CHECKPOINT_FILE is required for CHECKPOINT_STORE=file")
+			p.add("CHECKPOINT_FILE is required for CHECKPOINT_STORE=file")
 		}
 	case "nats-kv":
 		if c.NATS.KVBucket == "" {
-			add("NATS_KV_BUCKET is required for CHECKPOINT_STORE=nats-kv")
+			p.add("NATS_KV_BUCKET is required for CHECKPOINT_STORE=nats-kv")
 		}
 	case "kafka":
 		if c.Kafka.CheckpointTopic == "" {
-			add("KAFKA_CHECKPOINT_TOPIC is required for CHECKPOINT_STORE=kafka")
+			p.add("KAFKA_CHECKPOINT_TOPIC is required for CHECKPOINT_STORE=kafka")
 		}
 	case "none":
 	default:
-		add("CHECKPOINT_STORE: %q is not one of file, nats-kv, kafka, none", c.Checkpoint.Store)
+		p.add("CHECKPOINT_STORE: %q is not one of file, nats-kv, kafka, none", c.Checkpoint.Store)
 	}
 	if c.Checkpoint.Key != "" && !isHexKey(c.Checkpoint.Key) {
-		add("CHECKPOINT_KEY: %q must be 64 lowercase hex characters (a SHA-256 digest)", c.Checkpoint.Key)
+		p.add("CHECKPOINT_KEY: %q must be 64 lowercase hex characters (a SHA-256 digest)", c.Checkpoint.Key)
 	}
 	if c.Checkpoint.Interval <= 0 {
-		add("CHECKPOINT_INTERVAL: must be positive")
+		p.add("CHECKPOINT_INTERVAL: must be positive")
 	}
+	return p
+}
 
-	// Bridge.
-	if c.Bridge.MaxInFlight <= 0 {
-		add("BRIDGE_MAX_IN_FLIGHT: must be positive")
-	}
-	if c.Bridge.MaxInFlightBytes <= 0 {
-		add("BRIDGE_MAX_IN_FLIGHT_BYTES: must be positive")
-	}
-	if _, err := bridge.ParseRejectPolicy(c.Bridge.OnReject); err != nil {
-		add("%v", err)
-	}
-	if c.Bridge.ShutdownTimeout <= 0 {
-		add("BRIDGE_SHUTDOWN_TIMEOUT: must be positive")
-	}
-	if c.Bridge.ReadyStall <= 0 {
-		add("BRIDGE_READY_STALL: must be positive")
+func (c *Config) validateBridge() []error {
+	var p problems
+	for _, d := range []struct {
+		name string
+		v    int64
+	}{
+		{"BRIDGE_MAX_IN_FLIGHT", int64(c.Bridge.MaxInFlight)}, {"BRIDGE_MAX_IN_FLIGHT_BYTES", int64(c.Bridge.MaxInFlightBytes)},
+		{"BRIDGE_SHUTDOWN_TIMEOUT", int64(c.Bridge.ShutdownTimeout)}, {"BRIDGE_READY_STALL", int64(c.Bridge.ReadyStall)},
+	} {
+		if d.v <= 0 {
+			p.add("%s: must be positive", d.name)
+		}
 	}
 	if c.Bridge.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.Bridge.HTTPAddr); err != nil {
-			add("BRIDGE_HTTP_ADDR: %q is not host:port (or :port; empty disables)", c.Bridge.HTTPAddr)
+			p.add("BRIDGE_HTTP_ADDR: %q is not host:port (or :port; empty disables)", c.Bridge.HTTPAddr)
 		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		add("LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
+		p.add("LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
 	}
 	switch c.LogFormat {
 	case "json", "text":
 	default:
-		add("LOG_FORMAT: %q is not json or text", c.LogFormat)
+		p.add("LOG_FORMAT: %q is not json or text", c.LogFormat)
 	}
-	return errors.Join(errs...)
+	return p
 }
 
 func (c *Config) avisoHasCredentials() bool {
@@ -465,7 +445,7 @@ func isHexKey(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}

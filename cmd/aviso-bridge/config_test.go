@@ -156,6 +156,33 @@ func TestValidationNamesTheVariable(t *testing.T) {
 	}
 }
 
+// What the sink and store libraries accept, config accepts: the library's
+// Validate decides (KAFKA_ACKS was refused by cmd for values the Kafka sink
+// takes).
+func TestLibraryDecidesWhatIsValid(t *testing.T) {
+	kafka := map[string]string{"SINK": "kafka", "KAFKA_BROKERS": "k:9092"}
+	for _, tc := range []struct {
+		name, variable, value string
+		ok                    bool
+	}{
+		{"acks -1", "KAFKA_ACKS", "-1", true},
+		{"acks ONE", "KAFKA_ACKS", "ONE", true},
+		{"acks none", "KAFKA_ACKS", "none", false},
+		{"compression ZSTD", "KAFKA_COMPRESSION", "ZSTD", true},
+		{"compression brotli", "KAFKA_COMPRESSION", "brotli", false},
+	} {
+		env := minimal(kafka)
+		env[tc.variable] = tc.value
+		_, err := load(t, env)
+		if tc.ok && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), tc.variable)) {
+			t.Errorf("%s: err = %v, want one naming %s", tc.name, err, tc.variable)
+		}
+	}
+}
+
 func TestPlaintextAuthAllowedToLoopbackOrWhenAsked(t *testing.T) {
 	for _, env := range []map[string]string{
 		minimal(map[string]string{"AVISO_URL": "http://127.0.0.1:8000/", "AVISO_TOKEN": "secret"}),
