@@ -32,8 +32,9 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Backoff computes full-jitter exponential delays: uniform in
-// [0, min(Base x 2^attempt, Max)). The zero value is the default schedule.
+// Backoff configures the full-jitter exponential delays between failed
+// connections: uniform in [0, min(Base x 2^attempt, Max)). The zero value
+// is the default schedule.
 type Backoff struct {
 	Base time.Duration // first window (0: 250 ms)
 	Max  time.Duration // largest window (0: 30 s)
@@ -41,9 +42,9 @@ type Backoff struct {
 	Rand func() float64
 }
 
-// Ceiling is the exclusive upper bound of the delay for attempt (0-based;
+// ceiling is the exclusive upper bound of the delay for attempt (0-based;
 // negative counts as 0).
-func (b Backoff) Ceiling(attempt int) time.Duration {
+func (b Backoff) ceiling(attempt int) time.Duration {
 	base, ceil := b.Base, b.Max
 	if base <= 0 {
 		base = 250 * time.Millisecond
@@ -61,13 +62,13 @@ func (b Backoff) Ceiling(attempt int) time.Duration {
 	return c
 }
 
-// Delay returns a random delay for attempt (0-based), in [0, Ceiling(attempt)).
-func (b Backoff) Delay(attempt int) time.Duration {
+// delay returns a random delay for attempt (0-based), in [0, ceiling(attempt)).
+func (b Backoff) delay(attempt int) time.Duration {
 	r := b.Rand
 	if r == nil {
 		r = rand.Float64
 	}
-	c := b.Ceiling(attempt)
+	c := b.ceiling(attempt)
 	d := time.Duration(r() * float64(c))
 	return max(0, min(d, c-1))
 }

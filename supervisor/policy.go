@@ -93,7 +93,7 @@ func (p *policy) next(o *outcome) decision {
 	case retryImmediate:
 		if short {
 			d.attempt = p.shortSessions - 1
-			d.delay = p.backoff.Delay(d.attempt)
+			d.delay = p.backoff.delay(d.attempt)
 		}
 	case retryPage:
 		p.page(o, &d)
@@ -117,7 +117,7 @@ func (p *policy) next(o *outcome) decision {
 
 // fail draws the delay for one more failure.
 func (p *policy) fail(d *decision) {
-	d.delay = p.backoff.Delay(p.attempt)
+	d.delay = p.backoff.delay(p.attempt)
 	p.attempt++
 }
 
@@ -126,7 +126,7 @@ func (p *policy) page(o *outcome, d *decision) {
 	if o.hasPosition && o.position == p.lastPage {
 		p.pageStreak++
 		d.attempt = p.pageStreak - 1
-		d.delay = p.backoff.Delay(d.attempt)
+		d.delay = p.backoff.delay(d.attempt)
 	} else {
 		p.pageStreak = 0
 	}

@@ -14,7 +14,7 @@ func TestPolicyNext(t *testing.T) {
 	t.Parallel()
 	// w(n) is the delay of backoff attempt n with the default schedule
 	// (250 ms doubling to 30 s) and Rand at 0.5: half the window.
-	w := func(n int) time.Duration { return Backoff{}.Ceiling(n) / 2 }
+	w := func(n int) time.Duration { return Backoff{}.ceiling(n) / 2 }
 	const long, short = time.Minute, time.Millisecond // ShortSession is 1 s
 	routine := func(lasted time.Duration) outcome {
 		return outcome{reason: reasonMaxDuration, retry: retryImmediate, confirmed: true, lasted: lasted}

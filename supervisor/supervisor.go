@@ -72,9 +72,6 @@ type Config struct {
 	// unrenderable). A permanent dead-letter failure ends Run with that
 	// error.
 	DeadLetters bool
-	// DeadLetterMalformed is the former name of DeadLetters: either enables
-	// dead letters.
-	DeadLetterMalformed bool
 	// BehindGrace is how long aviso-server may serve only sequences at or
 	// below the bridge's position, within one connection, before the
 	// supervisor reports it behind the checkpoint (Status.BehindCheckpoint,
@@ -161,7 +158,7 @@ func New(cfg Config) (*Supervisor, error) {
 		cfg.Metrics.Reconnects(r)
 	}
 	s := &Supervisor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, end: end,
-		deadLetters: cfg.DeadLetters || cfg.DeadLetterMalformed}
+		deadLetters: cfg.DeadLetters}
 	switch {
 	case st.HasCheckpoint:
 		s.lastForwarded, s.haveForwarded = st.Checkpoint, true

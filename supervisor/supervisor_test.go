@@ -951,7 +951,7 @@ func TestEventTooLarge(t *testing.T) {
 				e.publish(2)
 				cfg := e.config()
 				cfg.Client.MaxEventSize = 4 << 10
-				cfg.DeadLetterMalformed = dlq // the former name of DeadLetters
+				cfg.DeadLetters = dlq
 				cfg.Start.FromID = u64(1)
 				r := e.start(cfg, 8)
 				e.waitSeqs(4)
