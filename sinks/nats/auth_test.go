@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
 )
 
@@ -183,7 +184,7 @@ func TestJetStreamPermissionDenied(t *testing.T) {
 	}
 	s := newJetStreamSink(t, srv, Config{ConnConfig: ConnConfig{User: "bridge", Password: "pw"},
 		Stream: "AVISO", PublishTimeout: 500 * time.Millisecond}, nil)
-	n := natstest.Notifications("secret", 1, 1, 100)[0]
+	n := bridgetest.Notifications(1, 1, bridgetest.EventType("secret"), bridgetest.DataSize(100))[0]
 	if err := s.Publish(ctx, n); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/checkpoint"
 	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
 )
@@ -36,8 +37,8 @@ func BenchmarkJetStreamSink(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer sink.Close(ctx)
-			ns := natstest.Notifications("bench", 1, b.N, 600)
-			bare := natstest.Notifications("bare", 1, b.N, 600)
+			ns := bridgetest.Notifications(1, b.N, bridgetest.EventType("bench"), bridgetest.DataSize(600))
+			bare := bridgetest.Notifications(1, b.N, bridgetest.EventType("bare"), bridgetest.DataSize(600))
 
 			var sinkDur, bareDur time.Duration
 			b.ResetTimer()
@@ -75,7 +76,7 @@ func BenchmarkJetStreamSink(b *testing.B) {
 // or natstest.Drive ("driver"), with window in flight.
 func publishVia(ctx context.Context, via string, sink bridge.Sink, ns []*bridge.Notification, window int) error {
 	if via == "driver" {
-		_, err := natstest.Drive(ctx, sink, ns, natstest.DriveConfig{Window: window})
+		_, err := bridgetest.Drive(ctx, sink, ns, bridgetest.DriveConfig{Window: window})
 		return err
 	}
 	store, err := checkpoint.NewMemory().Open("bench")

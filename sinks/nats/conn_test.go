@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
 )
 
@@ -33,14 +34,14 @@ func TestCloseLogsNoDisconnect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			publishAll(t, s, natstest.Notifications("mars", 1, 3, 100))
+			publishAll(t, s, bridgetest.Notifications(1, 3, bridgetest.EventType("mars"), bridgetest.DataSize(100)))
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if err := s.Close(ctx); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
 			// nats.go runs the disconnect handler before the closed one.
-			waitFor(t, 5*time.Second, "sink.nats.closed", func() bool { return strings.Contains(logs.String(), `"sink.nats.closed"`) })
+			bridgetest.Eventually(t, 5*time.Second, "sink.nats.closed", func() bool { return strings.Contains(logs.String(), `"sink.nats.closed"`) })
 			if strings.Contains(logs.String(), "sink.nats.disconnected") {
 				t.Errorf("Close logged a disconnect:\n%s", logs.String())
 			}

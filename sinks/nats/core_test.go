@@ -10,6 +10,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
 )
 
@@ -52,7 +53,7 @@ func TestCoreDeliversWithFlushAcks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			sub := subscribe(t, srv, "core."+tt.name+".>")
 			s := newCoreSink(t, srv, Config{Format: tt.format, Subject: "core." + tt.name + ".{event_type}.{identifier.date}"})
-			ns := natstest.Notifications("my.event", 1, 500, 600)
+			ns := bridgetest.Notifications(1, 500, bridgetest.EventType("my.event"), bridgetest.DataSize(600))
 			for i, a := range publishAll(t, s, ns) {
 				if a.Err != nil || a.ID != ns[i].ID {
 					t.Fatalf("ack %d = %+v", i, a)
@@ -81,18 +82,18 @@ func TestCoreDeliversWithFlushAcks(t *testing.T) {
 func TestCoreOutage(t *testing.T) {
 	srv := natstest.NewServer(t)
 	s := newCoreSink(t, srv, Config{PublishTimeout: time.Second})
-	ns := natstest.Notifications("mars", 1, 3, 100)
+	ns := bridgetest.Notifications(1, 3, bridgetest.EventType("mars"), bridgetest.DataSize(100))
 	ctx := testCtx(t, 30*time.Second)
 	publishAll(t, s, ns[:1])
 
 	srv.Shutdown()
-	waitFor(t, 10*time.Second, "disconnect", func() bool { return s.Healthy() != nil })
+	bridgetest.Eventually(t, 10*time.Second, "disconnect", func() bool { return s.Healthy() != nil })
 	err := s.Publish(ctx, ns[1])
 	if err == nil || bridge.IsPermanent(err) {
 		t.Fatalf("Publish while disconnected = %v, want a retryable error", err)
 	}
 	srv.Restart()
-	waitFor(t, 10*time.Second, "reconnect", func() bool { return s.Healthy() == nil })
+	bridgetest.Eventually(t, 10*time.Second, "reconnect", func() bool { return s.Healthy() == nil })
 	sub := subscribe(t, srv, "aviso.>")
 	publishAll(t, s, ns[1:])
 	for _, n := range ns[1:] {
@@ -112,15 +113,15 @@ func TestCorePermanentErrors(t *testing.T) {
 	s := newCoreSink(t, srv, cfg)
 	ctx := testCtx(t, 10*time.Second)
 
-	big := natstest.Notifications("mars", 1, 1, 8000)[0]
+	big := bridgetest.Notifications(1, 1, bridgetest.EventType("mars"), bridgetest.DataSize(8000))[0]
 	err := s.Publish(ctx, big)
 	if !bridge.IsPermanent(err) {
 		t.Fatalf("Publish over max_payload = %v, want permanent", err)
 	}
 	mustContain(t, err, big.ID, `"aviso.mars"`, "maximum payload")
 
-	ns := natstest.Notifications("secret", 2, 1, 100)
-	ns = append(ns, natstest.Notifications("mars", 3, 1, 100)...)
+	ns := bridgetest.Notifications(2, 1, bridgetest.EventType("secret"), bridgetest.DataSize(100))
+	ns = append(ns, bridgetest.Notifications(3, 1, bridgetest.EventType("mars"), bridgetest.DataSize(100))...)
 	acks := publishAll(t, s, ns)
 	if !bridge.IsPermanent(acks[0].Err) {
 		t.Fatalf("ack of a publish without permission = %v, want permanent", acks[0].Err)
@@ -137,7 +138,7 @@ func TestCoreDeadLetter(t *testing.T) {
 	srv := natstest.NewServer(t)
 	sub := subscribe(t, srv, "aviso.dlq")
 	s := newCoreSink(t, srv, Config{})
-	n := natstest.Notifications("mars", 42, 1, 100)[0]
+	n := bridgetest.Notifications(42, 1, bridgetest.EventType("mars"), bridgetest.DataSize(100))[0]
 	if err := s.DeadLetter(testCtx(t, 10*time.Second), bridge.DeadLetter{Kind: bridge.DeadLetterRejected,
 		Notification: n, Raw: n.CloudEvent, Reason: "rejected\nbecause"}); err != nil {
 		t.Fatal(err)
@@ -162,13 +163,13 @@ func TestCoreForcedReconnectsKeepOrder(t *testing.T) {
 	srv := natstest.NewServer(t)
 	sub := subscribe(t, srv, "aviso.>")
 	s := newCoreSink(t, srv, Config{PublishTimeout: 2 * time.Second})
-	ns := natstest.Notifications("mars", 1, 8000, 300)
+	ns := bridgetest.Notifications(1, 8000, bridgetest.EventType("mars"), bridgetest.DataSize(300))
 
 	res := make(chan error, 1)
-	var st natstest.DriveStats
+	var st bridgetest.DriveStats
 	go func() {
 		var err error
-		st, err = natstest.Drive(testCtx(t, 60*time.Second), s, ns, natstest.DriveConfig{Window: 256, Backoff: 10 * time.Millisecond})
+		st, err = bridgetest.Drive(testCtx(t, 60*time.Second), s, ns, bridgetest.DriveConfig{Window: 256, Backoff: 10 * time.Millisecond})
 		res <- err
 	}()
 	next := 0 // index of the next first delivery expected
@@ -208,7 +209,7 @@ func TestCoreFlushAcrossReconnectIsNoAck(t *testing.T) {
 	srv := natstest.NewServer(t)
 	s := newCoreSink(t, srv, Config{PublishTimeout: 20 * time.Second})
 	srv.Shutdown()
-	waitFor(t, 10*time.Second, "disconnect", func() bool { return s.Healthy() != nil })
+	bridgetest.Eventually(t, 10*time.Second, "disconnect", func() bool { return s.Healthy() != nil })
 
 	// As if published just before the connection dropped.
 	s.mu.Lock()

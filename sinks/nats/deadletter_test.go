@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
 )
 
@@ -75,7 +76,7 @@ func TestJetStreamDeadLetterTooLarge(t *testing.T) {
 			srv.CreateStream(t, jetstream.StreamConfig{Name: "DLQ", Subjects: []string{"dlq.>"}, MaxMsgSize: tt.dlqMax})
 			var logs logBuffer
 			s := newJetStreamSink(t, srv, Config{Stream: "AVISO", DLQSubject: "dlq.{event_type}"}, logs.logger())
-			n := natstest.Notifications("mars", 42, 1, tt.size)[0]
+			n := bridgetest.Notifications(42, 1, bridgetest.EventType("mars"), bridgetest.DataSize(tt.size))[0]
 			if err := s.DeadLetter(testCtx(t, 10*time.Second), bridge.DeadLetter{Kind: bridge.DeadLetterRejected,
 				Notification: n, Raw: n.CloudEvent, Reason: "too large"}); err != nil {
 				t.Fatalf("DeadLetter: %v", err)
@@ -114,7 +115,7 @@ func TestCoreDeadLetterTooLarge(t *testing.T) {
 		defer cancel()
 		_ = s.Close(ctx)
 	})
-	n := natstest.Notifications("mars", 42, 1, 16<<10)[0]
+	n := bridgetest.Notifications(42, 1, bridgetest.EventType("mars"), bridgetest.DataSize(16<<10))[0]
 	if err := s.DeadLetter(testCtx(t, 10*time.Second), bridge.DeadLetter{Kind: bridge.DeadLetterRejected,
 		Notification: n, Raw: n.CloudEvent, Reason: "too large"}); err != nil {
 		t.Fatalf("DeadLetter: %v", err)

@@ -134,20 +134,6 @@ func nextAck(t *testing.T, s bridge.Sink) bridge.Ack {
 	return bridge.Ack{}
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		<-tick.C
-	}
-}
-
 func mustContain(t *testing.T, err error, parts ...string) {
 	t.Helper()
 	if err == nil {

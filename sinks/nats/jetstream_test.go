@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
 )
 
@@ -48,7 +49,7 @@ func TestJetStreamMessageFormat(t *testing.T) {
 	js := avisoStream(t, srv)
 	// One notification with no dataschema and an odd identifier, to see
 	// the optional header dropped and each value encoded into one token.
-	odd := natstest.Notifications("my.event", 7, 1, 200)[0]
+	odd := bridgetest.Notifications(7, 1, bridgetest.EventType("my.event"), bridgetest.DataSize(200))[0]
 	odd.DataSchema = ""
 	odd.Identifier = []byte(`{"date":"a b*>%.c","step":12}`)
 
@@ -62,13 +63,13 @@ func TestJetStreamMessageFormat(t *testing.T) {
 		{
 			name:    "binary",
 			cfg:     Config{Format: FormatBinary, Subject: "aviso.b.{event_type}"},
-			ns:      natstest.Notifications("mars", 1, 3, 600),
+			ns:      bridgetest.Notifications(1, 3, bridgetest.EventType("mars"), bridgetest.DataSize(600)),
 			subject: []string{"aviso.b.mars", "aviso.b.mars", "aviso.b.mars"},
 		},
 		{
 			name:    "structured with expected stream",
 			cfg:     Config{Format: FormatStructured, Subject: "aviso.s.{event_type}", Stream: "AVISO"},
-			ns:      natstest.Notifications("venus", 1, 2, 100),
+			ns:      bridgetest.Notifications(1, 2, bridgetest.EventType("venus"), bridgetest.DataSize(100)),
 			subject: []string{"aviso.s.venus", "aviso.s.venus"},
 			extra:   map[string]string{jetstream.ExpectedStreamHeader: "AVISO"},
 		},
@@ -117,7 +118,7 @@ func TestJetStreamMessageFormat(t *testing.T) {
 func TestJetStreamDeduplicatesResend(t *testing.T) {
 	srv := natstest.NewServer(t)
 	js := avisoStream(t, srv)
-	ns := natstest.Notifications("mars", 1, 150, 300)
+	ns := bridgetest.Notifications(1, 150, bridgetest.EventType("mars"), bridgetest.DataSize(300))
 
 	first := newJetStreamSink(t, srv, Config{Stream: "AVISO"}, nil)
 	publishAll(t, first, ns[:100])
@@ -149,9 +150,9 @@ func TestJetStreamPermanentErrors(t *testing.T) {
 	srv.CreateStream(t, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
 	srv.CreateStream(t, jetstream.StreamConfig{Name: "SMALL", Subjects: []string{"small.>"}, MaxMsgSize: 1024})
 
-	small := natstest.Notifications("mars", 1, 1, 100)
-	big := natstest.Notifications("mars", 2, 1, 16*1024)
-	medium := natstest.Notifications("mars", 3, 1, 2048)
+	small := bridgetest.Notifications(1, 1, bridgetest.EventType("mars"), bridgetest.DataSize(100))
+	big := bridgetest.Notifications(2, 1, bridgetest.EventType("mars"), bridgetest.DataSize(16*1024))
+	medium := bridgetest.Notifications(3, 1, bridgetest.EventType("mars"), bridgetest.DataSize(2048))
 
 	tests := []struct {
 		name string
@@ -191,7 +192,7 @@ func TestJetStreamPermanentErrors(t *testing.T) {
 			mustContain(t, err, tt.n.ID)
 
 			// A permanent failure does not block the next publish.
-			ok := natstest.Notifications("mars", 100, 1, 100)[0]
+			ok := bridgetest.Notifications(100, 1, bridgetest.EventType("mars"), bridgetest.DataSize(100))[0]
 			if err := s.Publish(testCtx(t, 10*time.Second), ok); err != nil {
 				t.Fatalf("Publish after a permanent failure: %v", err)
 			}
@@ -209,15 +210,15 @@ func TestJetStreamOutageKeepsOrder(t *testing.T) {
 	var logs logBuffer
 	s := newJetStreamSink(t, srv, Config{Stream: "AVISO", PublishTimeout: 2 * time.Second, MaxPending: 64}, logs.logger())
 
-	ns := natstest.Notifications("mars", 1, 4000, 600)
+	ns := bridgetest.Notifications(1, 4000, bridgetest.EventType("mars"), bridgetest.DataSize(600))
 	type result struct {
-		st  natstest.DriveStats
+		st  bridgetest.DriveStats
 		err error
 	}
 	retried := make(chan error, 1)
 	res := make(chan result, 1)
 	go func() {
-		st, err := natstest.Drive(testCtx(t, 60*time.Second), s, ns, natstest.DriveConfig{
+		st, err := bridgetest.Drive(testCtx(t, 60*time.Second), s, ns, bridgetest.DriveConfig{
 			Window:  64,
 			Backoff: 100 * time.Millisecond,
 			OnReject: func(n *bridge.Notification, err error) error {
@@ -233,10 +234,10 @@ func TestJetStreamOutageKeepsOrder(t *testing.T) {
 		res <- result{st, err}
 	}()
 
-	waitFor(t, 20*time.Second, "500 stored messages", func() bool { return streamMsgs(js) >= 500 })
+	bridgetest.Eventually(t, 20*time.Second, "500 stored messages", func() bool { return streamMsgs(js) >= 500 })
 	srv.Shutdown()
 	down := time.Now()
-	waitFor(t, 10*time.Second, "the sink to report the outage", func() bool { return s.Healthy() != nil })
+	bridgetest.Eventually(t, 10*time.Second, "the sink to report the outage", func() bool { return s.Healthy() != nil })
 	select {
 	case err := <-retried:
 		if bridge.IsPermanent(err) {
@@ -298,17 +299,17 @@ func TestJetStreamFailFastUntilDrained(t *testing.T) {
 	srv := natstest.NewServer(t)
 	avisoStream(t, srv)
 	s := newJetStreamSink(t, srv, Config{Stream: "AVISO", PublishTimeout: time.Second}, nil)
-	ns := natstest.Notifications("mars", 1, 10, 100)
+	ns := bridgetest.Notifications(1, 10, bridgetest.EventType("mars"), bridgetest.DataSize(100))
 	ctx := testCtx(t, 30*time.Second)
 
 	srv.Shutdown()
-	waitFor(t, 10*time.Second, "disconnect", func() bool { return s.Healthy() != nil })
+	bridgetest.Eventually(t, 10*time.Second, "disconnect", func() bool { return s.Healthy() != nil })
 	err := s.Publish(ctx, ns[0])
 	if err == nil || bridge.IsPermanent(err) {
 		t.Fatalf("Publish while disconnected = %v, want a retryable error", err)
 	}
 	srv.Restart()
-	waitFor(t, 10*time.Second, "reconnect", func() bool { return s.Healthy() == nil })
+	bridgetest.Eventually(t, 10*time.Second, "reconnect", func() bool { return s.Healthy() == nil })
 
 	// Nothing outstanding: the failure above does not block.
 	if err := s.Publish(ctx, ns[0]); err != nil {
@@ -328,7 +329,7 @@ func TestJetStreamFailFastUntilDrained(t *testing.T) {
 	if err := s.Publish(ctx, ns[2]); !errors.Is(err, ErrEarlierFailed) {
 		t.Fatalf("Publish with a failure reported and an ack outstanding = %v, want ErrEarlierFailed", err)
 	}
-	waitFor(t, 10*time.Second, "the ack on the channel", func() bool { return len(s.Acks()) == 1 })
+	bridgetest.Eventually(t, 10*time.Second, "the ack on the channel", func() bool { return len(s.Acks()) == 1 })
 	if err := s.Publish(ctx, ns[2]); !errors.Is(err, ErrEarlierFailed) {
 		t.Fatalf("Publish with an ack not yet taken = %v, want ErrEarlierFailed", err)
 	}
@@ -413,7 +414,7 @@ func TestJetStreamTwoBridgesCreateStreams(t *testing.T) {
 		et   string
 		name string
 	}{{a, "mars", "MARS"}, {b, "venus", "VENUS"}} {
-		if err := tt.s.Publish(ctx, natstest.Notifications(tt.et, 1, 1, 50)[0]); err != nil {
+		if err := tt.s.Publish(ctx, bridgetest.Notifications(1, 1, bridgetest.EventType(tt.et), bridgetest.DataSize(50))[0]); err != nil {
 			t.Fatalf("%s: Publish: %v", tt.name, err)
 		}
 		if ack := nextAck(t, tt.s); ack.Err != nil {
@@ -447,7 +448,7 @@ func TestJetStreamDeadLetter(t *testing.T) {
 	srv := natstest.NewServer(t)
 	js := avisoStream(t, srv)
 	s := newJetStreamSink(t, srv, Config{Stream: "AVISO", DLQSubject: "aviso.dlq.{event_type}"}, nil)
-	n := natstest.Notifications("mars", 42, 1, 100)[0]
+	n := bridgetest.Notifications(42, 1, bridgetest.EventType("mars"), bridgetest.DataSize(100))[0]
 	ctx := testCtx(t, 10*time.Second)
 
 	if err := s.DeadLetter(ctx, bridge.DeadLetter{Kind: bridge.DeadLetterRejected, Notification: n,
@@ -495,17 +496,17 @@ func TestJetStreamForcedReconnectsKeepOrder(t *testing.T) {
 	srv := natstest.NewServer(t)
 	js := avisoStream(t, srv)
 	s := newJetStreamSink(t, srv, Config{Stream: "AVISO", PublishTimeout: 2 * time.Second}, nil)
-	ns := natstest.Notifications("mars", 1, 20000, 300)
+	ns := bridgetest.Notifications(1, 20000, bridgetest.EventType("mars"), bridgetest.DataSize(300))
 
 	res := make(chan error, 1)
-	var st natstest.DriveStats
+	var st bridgetest.DriveStats
 	go func() {
 		var err error
-		st, err = natstest.Drive(testCtx(t, 60*time.Second), s, ns, natstest.DriveConfig{Window: 256, Backoff: 10 * time.Millisecond})
+		st, err = bridgetest.Drive(testCtx(t, 60*time.Second), s, ns, bridgetest.DriveConfig{Window: 256, Backoff: 10 * time.Millisecond})
 		res <- err
 	}()
 	for _, at := range []uint64{2000, 6000, 10000, 14000} {
-		waitFor(t, 30*time.Second, fmt.Sprintf("%d stored", at), func() bool { return streamMsgs(js) >= at })
+		bridgetest.Eventually(t, 30*time.Second, fmt.Sprintf("%d stored", at), func() bool { return streamMsgs(js) >= at })
 		if err := s.Conn().ForceReconnect(); err != nil {
 			t.Fatal(err)
 		}
@@ -535,7 +536,7 @@ func TestJetStreamReconnectWithPendingRefuses(t *testing.T) {
 	avisoStream(t, srv)
 	s := newJetStreamSink(t, srv, Config{Stream: "AVISO"}, nil)
 	ctx := testCtx(t, 20*time.Second)
-	ns := natstest.Notifications("mars", 1, 2, 100)
+	ns := bridgetest.Notifications(1, 2, bridgetest.EventType("mars"), bridgetest.DataSize(100))
 
 	// A pending publish nats.go knows nothing about (so nothing resolves
 	// it behind the test's back).
@@ -552,7 +553,7 @@ func TestJetStreamReconnectWithPendingRefuses(t *testing.T) {
 	if err := s.Conn().ForceReconnect(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "reconnect", func() bool { return reconnects(s.nc) != before && s.Healthy() == nil })
+	bridgetest.Eventually(t, 10*time.Second, "reconnect", func() bool { return reconnects(s.nc) != before && s.Healthy() == nil })
 	if err := s.Publish(ctx, ns[0]); !errors.Is(err, ErrReconnected) || bridge.IsPermanent(err) {
 		t.Fatalf("Publish after a reconnect with a publish pending = %v, want a retryable ErrReconnected", err)
 	}

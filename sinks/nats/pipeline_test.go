@@ -11,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/checkpoint"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint/natskv"
 	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
 )
 
@@ -103,8 +105,8 @@ func TestPipelineRejectPolicies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.policy), func(t *testing.T) {
-			ns := natstest.Notifications(tt.eventType, 1, 20, 200)
-			ns[9] = natstest.Notifications(tt.eventType, 10, 1, 2000)[0] // too large for AVISO
+			ns := bridgetest.Notifications(1, 20, bridgetest.EventType(tt.eventType), bridgetest.DataSize(200))
+			ns[9] = bridgetest.Notifications(10, 1, bridgetest.EventType(tt.eventType), bridgetest.DataSize(2000))[0] // too large for AVISO
 			sink := newJetStreamSink(t, srv, Config{Stream: "AVISO", DLQSubject: "dlq.{event_type}", MaxInFlight: 64}, nil)
 			mem := checkpoint.NewMemory()
 			store, err := mem.Open("k")
@@ -158,21 +160,36 @@ func TestPipelineRejectPolicies(t *testing.T) {
 func TestPipelineOutageWithKVStore(t *testing.T) {
 	srv := natstest.NewServer(t)
 	js := avisoStream(t, srv)
-	sink := newJetStreamSink(t, srv, Config{Stream: "AVISO", MaxInFlight: 64, PublishTimeout: 2 * time.Second}, nil)
-	store := openKV(t, srv, testKey)
-	ns := natstest.Notifications("mars", 1, 3000, 600)
+	// One connection for the sink and the store, as cmd/aviso-bridge
+	// shares it.
+	nc, err := Connect(testCtx(t, 10*time.Second), ConnConfig{URL: srv.URL}, ConnectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sink, err := NewJetStreamSink(testCtx(t, 10*time.Second), Config{ConnConfig: ConnConfig{URL: srv.URL}, Stream: "AVISO", MaxInFlight: 64, PublishTimeout: 2 * time.Second}, Options{Conn: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sink.Close(context.Background()) })
+	store, err := natskv.Open(testCtx(t, 10*time.Second), nc, natskv.Config{Key: strings.Repeat("ab", 32)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	ns := bridgetest.Notifications(1, 3000, bridgetest.EventType("mars"), bridgetest.DataSize(600))
 
 	m := bridge.NopMetrics()
 	var retries counter
 	m.SinkRetries = &retries
-	err := runPipelineMetrics(t, sink, store, ns, bridge.RejectFail, m, func() {
-		waitFor(t, 20*time.Second, "400 stored messages", func() bool { return streamMsgs(js) >= 400 })
+	err = runPipelineMetrics(t, sink, store, ns, bridge.RejectFail, m, func() {
+		bridgetest.Eventually(t, 20*time.Second, "400 stored messages", func() bool { return streamMsgs(js) >= 400 })
 		if n := streamMsgs(js); n >= uint64(len(ns)) {
 			t.Fatalf("all %d stored before the outage", n)
 		}
 		srv.Shutdown()
 		down := time.Now()
-		waitFor(t, 10*time.Second, "the sink to see the outage", func() bool { return sink.Healthy() != nil })
+		bridgetest.Eventually(t, 10*time.Second, "the sink to see the outage", func() bool { return sink.Healthy() != nil })
 		<-time.After(3*time.Second - time.Since(down))
 		srv.Restart()
 	})

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
 )
 
@@ -24,7 +25,7 @@ func TestNonStringIdentifierSubjects(t *testing.T) {
 		{`{"step": 1E+3}`, "aviso.mars.1E%2B3._._"},
 	}
 	notes := func(first uint64) []*bridge.Notification {
-		ns := natstest.Notifications("mars", first, len(idents), 200)
+		ns := bridgetest.Notifications(first, len(idents), bridgetest.EventType("mars"), bridgetest.DataSize(200))
 		for i, n := range ns {
 			n.Identifier = []byte(idents[i].identifier)
 		}
