@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
 )
@@ -31,7 +32,7 @@ func BenchmarkSinkVsBareWriter(b *testing.B) {
 		return err
 	}
 	driver := func(ctx context.Context, s *kafka.Sink, notes []*bridge.Notification, window int) error {
-		_, err := kafkatest.Drive(ctx, s, notes, kafkatest.DriverConfig{MaxInFlight: window})
+		_, err := bridgetest.Drive(ctx, s, notes, bridgetest.DriveConfig{Window: window})
 		return err
 	}
 	for _, bc := range []struct {
@@ -52,7 +53,7 @@ func BenchmarkSinkVsBareWriter(b *testing.B) {
 func benchSinkVsBare(b *testing.B, cfg kafka.Config, run func(context.Context, *kafka.Sink, []*bridge.Notification, int) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	notes := kafkatest.Notifications("mars", 1, b.N, kafkatest.NotificationOptions{Size: 600})
+	notes := bridgetest.Notifications(1, b.N, bridgetest.Size(600))
 	cfg.EventType = "mars"
 	cfg.Topic = "bench"
 	cfg.MaxInFlight = bridge.DefaultMaxInFlight

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
 )
@@ -38,12 +39,12 @@ func TestPipelineBrokerRestart(t *testing.T) {
 	s := newSink(t, cl, kafka.Config{Topic: "piped", Key: "{identifier.step}", BatchSize: 25, MaxInFlight: 128,
 		WriteTimeout: 2 * time.Second, DialTimeout: time.Second})
 	const total = 4000
-	notes := kafkatest.Notifications("mars", 1, total, kafkatest.NotificationOptions{Size: 600})
+	notes := bridgetest.Notifications(1, total, bridgetest.Size(600))
 	var restarted atomic.Bool
 	cp, runErr := runPipeline(t, s, notes, bridge.PipelineConfig{MaxInFlight: 128}, func(i int) {
 		if i == total/3 {
 			cl.Stop()
-			waitFor(t, 20*time.Second, "the sink to report the outage", func() bool { return s.Healthy() != nil })
+			bridgetest.Eventually(t, 20*time.Second, "the sink to report the outage", func() bool { return s.Healthy() != nil })
 			cl.Start()
 			restarted.Store(true)
 		}
@@ -83,8 +84,8 @@ func TestPipelineOnReject(t *testing.T) {
 				kfake.BrokerConfigs(map[string]string{"message.max.bytes": "5000"})},
 			cfg: kafka.Config{Topic: "main", DLQTopic: "dlq", BatchSize: 4},
 			notes: func() []*bridge.Notification {
-				ns := kafkatest.Notifications("mars", 1, 40, kafkatest.NotificationOptions{Size: 600})
-				ns[19] = kafkatest.NewNotification("mars", 20, kafkatest.NotificationOptions{Size: 8000})
+				ns := bridgetest.Notifications(1, 40, bridgetest.Size(600))
+				ns[19] = bridgetest.Notification(20, bridgetest.Size(8000))
 				return ns
 			},
 			bad:   20,
@@ -96,12 +97,12 @@ func TestPipelineOnReject(t *testing.T) {
 			opts: []kfake.Opt{kfake.SeedTopics(1, "main.0", "main.1", "main.2", "dlq")},
 			cfg:  kafka.Config{Topic: "main.{identifier.step}", DLQTopic: "dlq"},
 			notes: func() []*bridge.Notification {
-				ns := kafkatest.Notifications("mars", 1, 40, kafkatest.NotificationOptions{})
+				ns := bridgetest.Notifications(1, 40)
 				for i, n := range ns {
 					if n.Sequence != 20 {
-						ns[i] = kafkatest.NewNotification("mars", n.Sequence, kafkatest.NotificationOptions{Identifier: `{"step":"` + string(rune('0'+n.Sequence%3)) + `"}`})
+						ns[i] = bridgetest.Notification(n.Sequence, bridgetest.Identifier(`{"step":"`+string(rune('0'+n.Sequence%3))+`"}`))
 					} else {
-						ns[i] = kafkatest.NewNotification("mars", n.Sequence, kafkatest.NotificationOptions{Identifier: `{"step":"3"}`})
+						ns[i] = bridgetest.Notification(n.Sequence, bridgetest.Identifier(`{"step":"3"}`))
 					}
 				}
 				return ns

@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
 )
@@ -53,20 +54,10 @@ func TestSASL(t *testing.T) {
 			cfg := tc.cfg
 			cfg.Topic = "sasl-" + strings.ReplaceAll(strings.ToLower(tc.name), " ", "-")
 			s := newSink(t, cl, cfg)
-			drive(t, s, kafkatest.Notifications("mars", 1, 5, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{})
+			drive(t, s, bridgetest.Notifications(1, 5), bridgetest.DriveConfig{})
 			recs, err := cl.Records(testContext(t, 20*time.Second), cfg.Topic, readOpts...)
 			if err != nil || len(recs) != 5 {
 				t.Fatalf("read back %d records, %v", len(recs), err)
-			}
-			// The store shares the configuration.
-			cfg.Brokers = []string{cl.Addr}
-			st, err := kafka.NewStore(testContext(t, 20*time.Second), cfg, "k-"+tc.name, kafka.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			if err := st.Commit(testContext(t, 20*time.Second), bridge.Checkpoint{Sequence: 5}); err != nil {
-				t.Fatal(err)
 			}
 		})
 	}
@@ -90,9 +81,6 @@ func TestSASL(t *testing.T) {
 		if _, err := kafka.NewSink(testContext(t, 20*time.Second), cfg, kafka.Options{}); !bridge.IsPermanent(err) {
 			t.Fatalf("NewSink with a wrong password = %v, want a permanent error", err)
 		}
-		if _, err := kafka.NewStore(testContext(t, 20*time.Second), cfg, "k", kafka.Options{}); !bridge.IsPermanent(err) {
-			t.Fatalf("NewStore with a wrong password = %v, want a permanent error", err)
-		}
 		// Without the start-up scan the failure surfaces at Publish, as a
 		// permanent error naming the topic.
 		cfg.DedupeScan = -1
@@ -101,7 +89,7 @@ func TestSASL(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = s.Close(testContext(t, 5*time.Second)) })
-		err = s.Publish(testContext(t, 20*time.Second), kafkatest.NewNotification("mars", 1, kafkatest.NotificationOptions{}))
+		err = s.Publish(testContext(t, 20*time.Second), bridgetest.Notification(1))
 		if !bridge.IsPermanent(err) || !strings.Contains(err.Error(), `"aviso.mars"`) || !errors.Is(err, kafkago.SASLAuthenticationFailed) {
 			t.Fatalf("Publish = %v, want a permanent SASL error naming the topic", err)
 		}
@@ -131,7 +119,7 @@ func TestTLS(t *testing.T) {
 
 	t.Run("client certificate", func(t *testing.T) {
 		s := newSink(t, cl, kafka.Config{Topic: "tls", TLS: true, TLSCAFile: caFile, TLSCertFile: certFile, TLSKeyFile: keyFile})
-		drive(t, s, kafkatest.Notifications("mars", 1, 5, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{})
+		drive(t, s, bridgetest.Notifications(1, 5), bridgetest.DriveConfig{})
 		recs, err := cl.Records(testContext(t, 20*time.Second), "tls",
 			kgo.DialTLSConfig(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}, ServerName: "127.0.0.1"}))
 		if err != nil || len(recs) != 5 {
@@ -148,7 +136,7 @@ func TestTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = s.Close(testContext(t, 5*time.Second)) })
-		err = s.Publish(testContext(t, 20*time.Second), kafkatest.NewNotification("mars", 1, kafkatest.NotificationOptions{}))
+		err = s.Publish(testContext(t, 20*time.Second), bridgetest.Notification(1))
 		if !bridge.IsPermanent(err) {
 			t.Fatalf("Publish = %v, want a permanent certificate error", err)
 		}

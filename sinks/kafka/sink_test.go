@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
 )
@@ -126,9 +127,9 @@ func seqs(first uint64, n int) []uint64 {
 	return out
 }
 
-func drive(t *testing.T, s bridge.Sink, notes []*bridge.Notification, cfg kafkatest.DriverConfig) kafkatest.DriveResult {
+func drive(t *testing.T, s bridge.Sink, notes []*bridge.Notification, cfg bridgetest.DriveConfig) bridgetest.DriveStats {
 	t.Helper()
-	res, err := kafkatest.Drive(testContext(t, 60*time.Second), s, notes, cfg)
+	res, err := bridgetest.Drive(testContext(t, 60*time.Second), s, notes, cfg)
 	if err != nil {
 		t.Fatalf("Drive: %v (result %+v)", err, res)
 	}
@@ -141,10 +142,10 @@ func TestRecordFormat(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			topic := "fmt-" + format
 			s := newSink(t, cl, kafka.Config{Topic: topic, Format: format})
-			notes := kafkatest.Notifications("mars", 1, 10, kafkatest.NotificationOptions{})
-			notes[3] = kafkatest.NewNotification("mars", 4, kafkatest.NotificationOptions{NoDataSchema: true})
+			notes := bridgetest.Notifications(1, 10)
+			notes[3] = bridgetest.Notification(4, bridgetest.NoDataSchema())
 			notes[5].Time = time.Time{} // unparseable time: the record carries the receipt time
-			drive(t, s, notes, kafkatest.DriverConfig{})
+			drive(t, s, notes, bridgetest.DriveConfig{})
 
 			recs := readTopic(t, cl, topic)
 			if len(recs) != len(notes) {
@@ -210,8 +211,8 @@ func mapsEqual(a, b map[string]string) bool {
 func TestOrderPerPartition(t *testing.T) {
 	cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(4))
 	s := newSink(t, cl, kafka.Config{Topic: "ordered", Key: "{event_type}-{identifier.step}", BatchSize: 7})
-	notes := kafkatest.Notifications("mars", 1, 2000, kafkatest.NotificationOptions{})
-	drive(t, s, notes, kafkatest.DriverConfig{MaxInFlight: 64})
+	notes := bridgetest.Notifications(1, 2000)
+	drive(t, s, notes, bridgetest.DriveConfig{Window: 64})
 	recs := readTopic(t, cl, "ordered")
 	if dups := checkOrdered(t, recs, seqs(1, 2000)); dups != 0 {
 		t.Fatalf("%d duplicates", dups)
@@ -245,16 +246,16 @@ func TestRerunWritesNoDuplicates(t *testing.T) {
 			cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
 			cfg := kafka.Config{Topic: "rerun", Format: tc.format, Key: tc.key, MaxInFlight: 100}
 			first := newSink(t, cl, cfg)
-			drive(t, first, kafkatest.Notifications("mars", 1, 500, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{MaxInFlight: 100})
+			drive(t, first, bridgetest.Notifications(1, 500), bridgetest.DriveConfig{Window: 100})
 			if err := first.Close(testContext(t, 10*time.Second)); err != nil {
 				t.Fatal(err)
 			}
 			// Another event type in the same topic is not ours to skip.
 			other := newSink(t, cl, kafka.Config{Topic: "rerun", Format: tc.format, Key: tc.key, EventType: "diss"})
-			drive(t, other, kafkatest.Notifications("diss", 300, 10, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{})
+			drive(t, other, bridgetest.Notifications(300, 10, bridgetest.EventType("diss")), bridgetest.DriveConfig{})
 
 			second := newSink(t, cl, cfg)
-			drive(t, second, kafkatest.Notifications("mars", 301, 400, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{MaxInFlight: 100})
+			drive(t, second, bridgetest.Notifications(301, 400), bridgetest.DriveConfig{Window: 100})
 			if got := second.DuplicatesSkipped(); got != 200 {
 				t.Errorf("DuplicatesSkipped = %d, want 200", got)
 			}
@@ -293,13 +294,13 @@ func TestRerunScansBackToTheCheckpoint(t *testing.T) {
 			cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1))
 			cfg := kafka.Config{Topic: "deep", MaxInFlight: 100, DedupeScanMax: tc.scanMax}
 			first := newSink(t, cl, cfg)
-			drive(t, first, kafkatest.Notifications("mars", 1, 3000, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{MaxInFlight: 100})
+			drive(t, first, bridgetest.Notifications(1, 3000), bridgetest.DriveConfig{Window: 100})
 			if err := first.Close(testContext(t, 10*time.Second)); err != nil {
 				t.Fatal(err)
 			}
 			cfg.ResumeAfter = tc.resumeAfter
 			second := newSink(t, cl, cfg)
-			drive(t, second, kafkatest.Notifications("mars", 501, 3000, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{MaxInFlight: 100})
+			drive(t, second, bridgetest.Notifications(501, 3000), bridgetest.DriveConfig{Window: 100})
 			if got := second.DuplicatesSkipped(); got != tc.skipped {
 				t.Errorf("DuplicatesSkipped = %d, want %d", got, tc.skipped)
 			}
@@ -316,7 +317,7 @@ func TestRerunScansBackToTheCheckpoint(t *testing.T) {
 func TestScanSkippedForPerNotificationTopic(t *testing.T) {
 	cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1))
 	s := newSink(t, cl, kafka.Config{Topic: "per.{identifier.step}"})
-	drive(t, s, kafkatest.Notifications("mars", 1, 8, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{})
+	drive(t, s, bridgetest.Notifications(1, 8), bridgetest.DriveConfig{})
 	for step := range 4 {
 		recs := readTopic(t, cl, "per."+strconv.Itoa(step))
 		if len(recs) != 2 {
@@ -341,14 +342,14 @@ func TestBrokerRestartMidStream(t *testing.T) {
 			s := newSink(t, cl, kafka.Config{Topic: "restart", Key: tc.key, BatchSize: 20, MaxInFlight: 128,
 				WriteTimeout: 2 * time.Second, DialTimeout: time.Second})
 			const total = 3000
-			notes := kafkatest.Notifications("mars", 1, total, kafkatest.NotificationOptions{Size: 600})
+			notes := bridgetest.Notifications(1, total, bridgetest.Size(600))
 			halfway := make(chan struct{})
 			var once atomic.Bool
 			var retries atomic.Int64
 			done := make(chan error, 1)
 			go func() {
-				_, err := kafkatest.Drive(testContext(t, 90*time.Second), s, notes, kafkatest.DriverConfig{
-					MaxInFlight: 128, BackoffMax: 100 * time.Millisecond,
+				_, err := bridgetest.Drive(testContext(t, 90*time.Second), s, notes, bridgetest.DriveConfig{
+					Window: 128, BackoffMax: 100 * time.Millisecond,
 					OnAck: func(acked int) {
 						if acked >= total/3 && !once.Swap(true) {
 							close(halfway)
@@ -364,10 +365,10 @@ func TestBrokerRestartMidStream(t *testing.T) {
 				t.Fatalf("Drive ended before the restart: %v", err)
 			}
 			cl.Stop()
-			waitFor(t, 20*time.Second, "the sink to report the outage", func() bool { return s.Healthy() != nil })
+			bridgetest.Eventually(t, 20*time.Second, "the sink to report the outage", func() bool { return s.Healthy() != nil })
 			// Stay down through several ordered re-publishes.
 			down := retries.Load()
-			waitFor(t, 20*time.Second, "re-publishes during the outage", func() bool { return retries.Load() >= down+3 })
+			bridgetest.Eventually(t, 20*time.Second, "re-publishes during the outage", func() bool { return retries.Load() >= down+3 })
 			cl.Start()
 			if err := <-done; err != nil {
 				t.Fatalf("Drive: %v", err)
@@ -381,19 +382,6 @@ func TestBrokerRestartMidStream(t *testing.T) {
 			dups := checkOrdered(t, readTopic(t, cl, "restart"), seqs(1, total))
 			t.Logf("retries %d, duplicate records %d (lost produce responses)", retries.Load(), dups)
 		})
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		<-tick.C
 	}
 }
 
@@ -412,8 +400,8 @@ func TestFailedBatchDoesNotOvertake(t *testing.T) {
 	})
 	t.Cleanup(fault.Remove)
 	var retries atomic.Int64
-	notes := kafkatest.Notifications("mars", 1, 3000, kafkatest.NotificationOptions{})
-	drive(t, s, notes, kafkatest.DriverConfig{MaxInFlight: 200, BackoffMax: 20 * time.Millisecond,
+	notes := bridgetest.Notifications(1, 3000)
+	drive(t, s, notes, bridgetest.DriveConfig{Window: 200, BackoffMax: 20 * time.Millisecond,
 		OnRetry: func(*bridge.Notification, error) { retries.Add(1) }})
 	if retries.Load() == 0 {
 		t.Fatal("no batch failed after all attempts: the test did not exercise the ordering rule")
@@ -430,7 +418,7 @@ func TestPermanentErrors(t *testing.T) {
 	t.Run("unknown-topic", func(t *testing.T) {
 		cl := kafkatest.NewCluster(t) // no auto-creation
 		s := newSink(t, cl, kafka.Config{Topic: "missing"})
-		err := s.Publish(ctx, kafkatest.NewNotification("mars", 1, kafkatest.NotificationOptions{}))
+		err := s.Publish(ctx, bridgetest.Notification(1))
 		if !bridge.IsPermanent(err) || !strings.Contains(err.Error(), `"missing"`) {
 			t.Fatalf("Publish = %v, want a permanent error naming the topic", err)
 		}
@@ -439,11 +427,11 @@ func TestPermanentErrors(t *testing.T) {
 		cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1),
 			kfake.BrokerConfigs(map[string]string{"message.max.bytes": "4000"}))
 		s := newSink(t, cl, kafka.Config{Topic: "big", BatchSize: 50})
-		notes := kafkatest.Notifications("mars", 1, 60, kafkatest.NotificationOptions{Size: 600})
-		notes[29] = kafkatest.NewNotification("mars", 30, kafkatest.NotificationOptions{Size: 10000})
+		notes := bridgetest.Notifications(1, 60, bridgetest.Size(600))
+		notes[29] = bridgetest.Notification(30, bridgetest.Size(10000))
 		var rejected []string
-		drive(t, s, notes, kafkatest.DriverConfig{
-			OnPermanent: func(_ context.Context, n *bridge.Notification, err error) error {
+		drive(t, s, notes, bridgetest.DriveConfig{
+			OnReject: func(n *bridge.Notification, err error) error {
 				if !strings.Contains(err.Error(), `"big"`) {
 					t.Errorf("error does not name the topic: %v", err)
 				}
@@ -463,7 +451,7 @@ func TestPermanentErrors(t *testing.T) {
 	t.Run("record-larger-than-batch-bytes", func(t *testing.T) {
 		cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation())
 		s := newSink(t, cl, kafka.Config{Topic: "local", BatchBytes: 2000})
-		err := s.Publish(ctx, kafkatest.NewNotification("mars", 1, kafkatest.NotificationOptions{Size: 5000}))
+		err := s.Publish(ctx, bridgetest.Notification(1, bridgetest.Size(5000)))
 		if !bridge.IsPermanent(err) || !strings.Contains(err.Error(), `"local"`) {
 			t.Fatalf("Publish = %v, want a permanent error naming the topic", err)
 		}
@@ -473,7 +461,7 @@ func TestPermanentErrors(t *testing.T) {
 		s := newSink(t, cl, kafka.Config{Topic: "denied"})
 		f := cl.Kfake().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "denied", Err: kerr.TopicAuthorizationFailed, Count: -1})
 		t.Cleanup(f.Remove)
-		if err := s.Publish(ctx, kafkatest.NewNotification("mars", 1, kafkatest.NotificationOptions{})); err != nil {
+		if err := s.Publish(ctx, bridgetest.Notification(1)); err != nil {
 			t.Fatal(err)
 		}
 		ack := <-s.Acks()
@@ -488,7 +476,7 @@ func TestPermanentErrors(t *testing.T) {
 		cl := kafkatest.NewCluster(t, kfake.SeedTopics(1, "flaky"))
 		s := newSink(t, cl, kafka.Config{Topic: "flaky", MaxAttempts: 2})
 		f := cl.Kfake().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotLeaderForPartition, Count: -1})
-		if err := s.Publish(ctx, kafkatest.NewNotification("mars", 1, kafkatest.NotificationOptions{})); err != nil {
+		if err := s.Publish(ctx, bridgetest.Notification(1)); err != nil {
 			t.Fatal(err)
 		}
 		ack := <-s.Acks()
@@ -499,14 +487,14 @@ func TestPermanentErrors(t *testing.T) {
 			t.Error("Healthy = nil during a retryable failure")
 		}
 		// Held back until the failed notification is re-published.
-		if err := s.Publish(ctx, kafkatest.NewNotification("mars", 2, kafkatest.NotificationOptions{})); err != nil {
+		if err := s.Publish(ctx, bridgetest.Notification(2)); err != nil {
 			t.Fatal(err)
 		}
 		if ack := <-s.Acks(); ack.Err == nil || bridge.IsPermanent(ack.Err) {
 			t.Fatalf("publish after a failure: ack %v, want held back", ack.Err)
 		}
 		f.Remove()
-		drive(t, s, kafkatest.Notifications("mars", 1, 2, kafkatest.NotificationOptions{}), kafkatest.DriverConfig{})
+		drive(t, s, bridgetest.Notifications(1, 2), bridgetest.DriveConfig{})
 		if err := s.Healthy(); err != nil {
 			t.Errorf("Healthy after recovery: %v", err)
 		}
@@ -520,7 +508,7 @@ func TestDeadLetter(t *testing.T) {
 	cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1))
 	s := newSink(t, cl, kafka.Config{Topic: "main", DLQTopic: "dlq.{event_type}"})
 	ctx := testContext(t, 20*time.Second)
-	n := kafkatest.NewNotification("mars", 7, kafkatest.NotificationOptions{})
+	n := bridgetest.Notification(7)
 	if err := s.DeadLetter(ctx, bridge.DeadLetter{Kind: bridge.DeadLetterRejected, Notification: n, Raw: n.CloudEvent, Reason: "too large"}); err != nil {
 		t.Fatal(err)
 	}
@@ -567,7 +555,7 @@ func TestPublishAfterClose(t *testing.T) {
 	cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation())
 	s := newSink(t, cl, kafka.Config{})
 	ctx := testContext(t, 10*time.Second)
-	if err := s.Publish(ctx, kafkatest.NewNotification("mars", 1, kafkatest.NotificationOptions{})); err != nil {
+	if err := s.Publish(ctx, bridgetest.Notification(1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(ctx); err != nil {
@@ -581,7 +569,7 @@ func TestPublishAfterClose(t *testing.T) {
 	default:
 		t.Fatal("Close returned before the outstanding ack")
 	}
-	if err := s.Publish(ctx, kafkatest.NewNotification("mars", 2, kafkatest.NotificationOptions{})); err == nil {
+	if err := s.Publish(ctx, bridgetest.Notification(2)); err == nil {
 		t.Fatal("Publish after Close succeeded")
 	}
 }

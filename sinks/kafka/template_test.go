@@ -5,6 +5,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
 )
@@ -29,11 +30,11 @@ func TestNonStringIdentifierTopicsAndKeys(t *testing.T) {
 		{`{"step": -0.5, "flag": false, "polygon": [ [1, 2] ]}`, "aviso.mars.-0.5.false", "[[1,2]]"},
 		{`{"step": 1E+3, "polygon": {"lat": [1], "lon": [2]}}`, "aviso.mars.1E_3._", `{"lat":[1],"lon":[2]}`},
 	}
-	notes := kafkatest.Notifications("mars", 1, len(tests), kafkatest.NotificationOptions{})
+	notes := bridgetest.Notifications(1, len(tests))
 	for i, tt := range tests {
-		notes[i] = kafkatest.NewNotification("mars", uint64(i+1), kafkatest.NotificationOptions{Identifier: tt.identifier})
+		notes[i] = bridgetest.Notification(uint64(i+1), bridgetest.Identifier(tt.identifier))
 	}
-	drive(t, s, notes, kafkatest.DriverConfig{})
+	drive(t, s, notes, bridgetest.DriveConfig{})
 	for i, tt := range tests {
 		recs := readTopic(t, cl, tt.topic)
 		if len(recs) != 1 {

@@ -19,8 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
 // Cluster is an in-process kfake cluster of one broker on 127.0.0.1. With
@@ -192,85 +190,4 @@ func Header(r *kgo.Record, key string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// NotificationOptions shape the notifications of NewNotification.
-type NotificationOptions struct {
-	// Identifier is the data.identifier JSON object (default
-	// {"date":"20250706","step":"<sequence mod 4>"}).
-	Identifier string
-	// Size pads the payload so that the whole CloudEvent is about this many
-	// bytes (0: a short payload).
-	Size int
-	// Time is the CloudEvent time (default 2026-03-04T10:00:00Z plus
-	// sequence milliseconds).
-	Time time.Time
-	// NoDataSchema leaves dataschema out.
-	NoDataSchema bool
-}
-
-// NewNotification returns an aviso-shaped notification of eventType and
-// seq whose Data and CloudEvent are consistent JSON, as package aviso
-// would decode it.
-func NewNotification(eventType string, seq uint64, o NotificationOptions) *bridge.Notification {
-	ident := o.Identifier
-	if ident == "" {
-		ident = fmt.Sprintf(`{"date":"20250706","step":"%d"}`, seq%4)
-	}
-	t := o.Time
-	if t.IsZero() {
-		t = time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC).Add(time.Duration(seq) * time.Millisecond)
-	}
-	timeRaw := t.UTC().Format(time.RFC3339Nano)
-	id := bridge.EventID(eventType, seq)
-	const source = "http://aviso.test:8000"
-	schema := ""
-	if !o.NoDataSchema {
-		schema = source + "/schema/" + eventType
-	}
-	build := func(payload string) (data, ce string) {
-		data = `{"identifier":` + ident + `,"payload":{"note":"` + payload + `"}}`
-		var b strings.Builder
-		b.WriteString(`{"data":`)
-		b.WriteString(data)
-		b.WriteString(`,"datacontenttype":"application/json",`)
-		if schema != "" {
-			b.WriteString(`"dataschema":"` + schema + `",`)
-		}
-		b.WriteString(`"id":"` + id + `","source":"` + source + `","specversion":"1.0","time":"` + timeRaw + `","type":"int.ecmwf.aviso.` + eventType + `"}`)
-		return data, b.String()
-	}
-	payload := "data is ready"
-	_, ce := build(payload)
-	if pad := o.Size - len(ce); pad > 0 {
-		payload += strings.Repeat("x", pad)
-	}
-	data, ce := build(payload)
-	start := len(`{"data":`)
-	raw := []byte(ce)
-	return &bridge.Notification{
-		EventType:       eventType,
-		Sequence:        seq,
-		ID:              id,
-		Source:          source,
-		Type:            "int.ecmwf.aviso." + eventType,
-		DataSchema:      schema,
-		DataContentType: "application/json",
-		TimeRaw:         timeRaw,
-		Time:            t,
-		Identifier:      []byte(ident),
-		Data:            raw[start : start+len(data) : start+len(data)],
-		CloudEvent:      raw,
-		Received:        time.Now(),
-	}
-}
-
-// Notifications returns count notifications of eventType with sequences
-// first, first+1, ...
-func Notifications(eventType string, first uint64, count int, o NotificationOptions) []*bridge.Notification {
-	out := make([]*bridge.Notification, count)
-	for i := range out {
-		out[i] = NewNotification(eventType, first+uint64(i), o)
-	}
-	return out
 }
