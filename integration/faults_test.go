@@ -144,15 +144,15 @@ var avisoFaults = []avisoFault{
 		reconnects: map[string]float64{"opening_timeout": 1},
 	},
 	{
-		// Live at 200/s, so that most sessions last longer than the
-		// supervisor's 1 s short-session guard (shorter ones escalate the
-		// reconnect delay, by design, up to 30 s).
+		// Every session forwards 300 notifications before it is closed,
+		// so none counts as short (a short session without progress would
+		// escalate the reconnect delay, by design). Live at 400/s: 3 s.
 		name: "max_duration_reached every 300 notifications",
 		setup: func(t *testing.T, srv *avisotest.Server, _ string, e env) env {
 			srv.FaultEvery(avisotest.CloseWith{Reason: "max_duration_reached", After: 300})
 			return e
 		},
-		history: 600, live: 1200, rate: 200,
+		history: 600, live: 1200, rate: 400,
 		reconnects: map[string]float64{"max_duration_reached": 5},
 	},
 	{
