@@ -351,7 +351,7 @@ func (s *chaosSink) Publish(_ context.Context, n *bridge.Notification) error {
 	// Order: the next one, or a re-send from the earliest failure once
 	// every outstanding ack was sent.
 	switch {
-	case s.syncFailed && !(i == s.minFail && s.outstanding == 0):
+	case s.syncFailed && (i != s.minFail || s.outstanding != 0):
 		w.failf("lifetime %d: Publish index %d after a synchronous failure, before the re-send from %d", s.epoch, i, s.minFail)
 	case s.next == -1 && i == s.first:
 		s.next = i + 1

@@ -191,15 +191,9 @@ func memStore(t *testing.T) (*faultStore, *checkpoint.Memory) {
 	return &faultStore{Store: s}, mem
 }
 
-// stored returns the committed sequence (0 when none).
-func stored(mem *checkpoint.Memory) uint64 {
-	cp, _ := mem.Checkpoint("k")
-	return cp.Sequence
-}
-
 // started runs p.Run in a goroutine; the returned function waits for its
 // result.
-func started(t *testing.T, ctx context.Context, p *bridge.Pipeline) func() error {
+func started(ctx context.Context, t *testing.T, p *bridge.Pipeline) func() error {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- p.Run(ctx) }()

@@ -62,7 +62,7 @@ func newFixtureStore(t *testing.T, cfg bridge.PipelineConfig, wrap func(bridge.S
 	f.p = p
 	f.ctx, f.stop = context.WithCancel(context.Background())
 	t.Cleanup(f.stop)
-	f.wait = started(t, f.ctx, p)
+	f.wait = started(f.ctx, t, p)
 	return f
 }
 
