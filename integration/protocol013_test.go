@@ -47,8 +47,8 @@ func nonZero(counts map[string]float64) string {
 	return strings.Join(out, " ")
 }
 
-// count1 returns how many elements of s are v.
-func count1(s []string, v string) int {
+// countOf returns how many elements of s are v.
+func countOf(s []string, v string) int {
 	n := 0
 	for _, e := range s {
 		if e == v {
@@ -58,7 +58,7 @@ func count1(s []string, v string) int {
 	return n
 }
 
-func sum(counts map[string]float64) float64 {
+func sumCounts(counts map[string]float64) float64 {
 	var n float64
 	for _, v := range counts {
 		n += v
@@ -112,7 +112,7 @@ func TestCapPagesThenLive(t *testing.T) {
 		samples, _ := scrape(t, p.HTTPAddr)
 		rc := reconnectCounts(samples)
 		t.Logf("reconnects: %s", nonZero(rc))
-		if rc["replay_limit_reached"] != 5 || sum(rc) != 5 {
+		if rc["replay_limit_reached"] != 5 || sumCounts(rc) != 5 {
 			t.Errorf("reconnects %s, want exactly replay_limit_reached=5 (one per full page)", nonZero(rc))
 		}
 		if got := samples["aviso_bridge_replay_limit_reached_total"]; got != 5 {
@@ -135,15 +135,15 @@ func TestCapPagesThenLive(t *testing.T) {
 	})
 }
 
-// clock is a settable clock for avisotest (notification and control-frame
+// settableClock is a clock for avisotest (notification and control-frame
 // timestamps), so that AVISO_TO_DATE cuts the history at a known sequence.
-type clock struct {
+type settableClock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Set(t time.Time) {
+func (c *settableClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *settableClock) Set(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = t
@@ -208,7 +208,7 @@ func TestBoundedReplay(t *testing.T) {
 				if tc.bound != nil {
 					last, setting = bound, tc.bound(bound)
 				}
-				clk := &clock{now: base}
+				clk := &settableClock{now: base}
 				opts := append(slices.Clone(v.opts), avisotest.WithClock(clk.Now))
 				if tc.cap > 0 {
 					opts = append(opts, avisotest.WithReplayLimit(tc.cap))
@@ -247,7 +247,7 @@ func TestBoundedReplay(t *testing.T) {
 				reasons, _ := retryDelays(p)
 				t.Logf("retries %v; %d notifications published meanwhile", reasons, pub.n.Load())
 				for reason, least := range tc.least {
-					if n := count1(reasons, reason); n < least {
+					if n := countOf(reasons, reason); n < least {
 						t.Errorf("%d retries for %s, want at least %d (did the fault happen?)", n, reason, least)
 					}
 				}
