@@ -117,6 +117,9 @@ type CheckpointConfig struct {
 	File     string        `env:"FILE, default=data/checkpoint.json"`
 	Key      string        `env:"KEY"`
 	Interval time.Duration `env:"INTERVAL, default=1s"`
+	// LeaseTTL is the lease of the nats-kv and kafka stores (checked by
+	// validateStore).
+	LeaseTTL time.Duration `env:"LEASE_TTL, default=6s"`
 }
 
 // BridgeConfig is the pipeline and the process.

@@ -459,7 +459,7 @@ func TestNoDoubledVariableNames(t *testing.T) {
 	dir := t.TempDir()
 	blocker := secretFixture(t, dir, "blocker", "x")
 	var msgs []string
-	_, err := openStore(context.Background(), &Config{Checkpoint: CheckpointConfig{Store: "file", File: filepath.Join(blocker, "cp.json")}}, strings.Repeat("a", 64), slog.New(slog.DiscardHandler))
+	_, err := openStore(context.Background(), &Config{Checkpoint: CheckpointConfig{Store: "file", File: filepath.Join(blocker, "cp.json")}}, strings.Repeat("a", 64), slog.New(slog.DiscardHandler), nil)
 	if err == nil {
 		t.Fatal("opened a checkpoint file below a regular file")
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -24,7 +23,6 @@ import (
 
 	"github.com/aviso-bridge/aviso-bridge/aviso"
 	"github.com/aviso-bridge/aviso-bridge/bridge"
-	"github.com/aviso-bridge/aviso-bridge/checkpoint"
 	"github.com/aviso-bridge/aviso-bridge/metrics"
 	kafkasink "github.com/aviso-bridge/aviso-bridge/sinks/kafka"
 	natssink "github.com/aviso-bridge/aviso-bridge/sinks/nats"
@@ -139,7 +137,10 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	}
 
 	// Checkpoint store first: a held key or an unusable store stops here.
-	rawStore, err := openStore(ctx, cfg, key, log)
+	// The store and the sink share their connections, closed after both.
+	cl := newClients(cfg, log)
+	defer cl.close()
+	rawStore, err := openStore(ctx, cfg, key, log, cl)
 	if err != nil {
 		if startInterrupted(ctx, err, log) {
 			return nil
@@ -176,7 +177,7 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 		resumeAfter = v - 1
 	}
 	ready.starting("connecting to the " + cfg.Sink + " sink")
-	sink, err := openSink(ctx, cfg, log, m, out, resumeAfter)
+	sink, err := openSink(ctx, cfg, log, m, out, resumeAfter, cl)
 	if err != nil {
 		if startInterrupted(ctx, err, log) {
 			return nil
@@ -411,48 +412,8 @@ func asConfigError(err error) error {
 	return err
 }
 
-// openStore opens the configured checkpoint store for key.
-func openStore(ctx context.Context, cfg *Config, key string, log *slog.Logger) (bridge.Store, error) {
-	switch cfg.Checkpoint.Store {
-	case "file":
-		s, err := checkpoint.OpenFile(cfg.Checkpoint.File, key)
-		if err != nil {
-			return nil, nameSetting("CHECKPOINT_FILE", err)
-		}
-		return s, nil
-	case "nats-kv":
-		// One owner id for every attempt, so that a retried open whose
-		// claim was written but not answered takes the key at once.
-		kc := natssink.KVConfig{ConnConfig: natsConn(cfg), Bucket: cfg.NATS.KVBucket, Key: key, Owner: ownerID()}
-		s, err := retryStart(ctx, log, "nats-kv checkpoint store", func() (*natssink.KVStore, error) {
-			return natssink.OpenKVStore(ctx, kc, natssink.Options{Logger: log})
-		})
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
-	case "kafka":
-		kc, err := kafkaConfig(cfg)
-		if err != nil {
-			return nil, err
-		}
-		sc := kafkasink.StoreConfig{Config: kc, CheckpointKey: key, Owner: ownerID()}
-		s, err := retryStart(ctx, log, "kafka checkpoint store", func() (*kafkasink.Store, error) {
-			return kafkasink.OpenStore(ctx, sc, kafkasink.Options{Logger: log})
-		})
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
-	case "none":
-		log.Warn("bridge.checkpoint.none", "hint", "CHECKPOINT_STORE=none keeps no position: a restart starts again from AVISO_FROM_* or live; for trials only")
-		return checkpoint.NewMemory().Open(key)
-	}
-	return nil, &ConfigError{Err: fmt.Errorf("CHECKPOINT_STORE: %q is not supported", cfg.Checkpoint.Store)}
-}
-
 // openSink builds the configured sink.
-func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metrics, out io.Writer, resumeAfter uint64) (bridge.Sink, error) {
+func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metrics, out io.Writer, resumeAfter uint64, cl *clients) (bridge.Sink, error) {
 	switch cfg.Sink {
 	case "stdout":
 		return stdout.New(stdout.Options{Out: out, MaxInFlight: cfg.Bridge.MaxInFlight}), nil
@@ -461,8 +422,12 @@ func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metr
 		if err := nc.Validate(); err != nil {
 			return nil, &ConfigError{Err: err}
 		}
+		conn, err := cl.nats(ctx)
+		if err != nil {
+			return nil, err
+		}
 		return retryStart(ctx, log, "NATS sink", func() (bridge.Sink, error) {
-			return natssink.New(ctx, nc, natssink.Options{Logger: log})
+			return natssink.New(ctx, nc, natssink.Options{Logger: log, Conn: conn})
 		})
 	case "kafka":
 		kc, err := kafkaConfig(cfg)
@@ -470,8 +435,12 @@ func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metr
 			return nil, err
 		}
 		kc.ResumeAfter = resumeAfter
+		kt, err := cl.kafka()
+		if err != nil {
+			return nil, err
+		}
 		return retryStart(ctx, log, "Kafka sink", func() (bridge.Sink, error) {
-			return kafkasink.NewSink(ctx, kc, kafkasink.Options{Logger: log, Metrics: m})
+			return kafkasink.NewSink(ctx, kc, kafkasink.Options{Logger: log, Metrics: m, Transport: kt})
 		})
 	}
 	return nil, &ConfigError{Err: fmt.Errorf("SINK: %q is not supported", cfg.Sink)}
@@ -585,7 +554,9 @@ func retryStart[T any](ctx context.Context, log *slog.Logger, what string, open 
 		}
 		var zero T
 		var ce *ConfigError
-		if errors.As(err, &ce) || bridge.IsPermanent(err) || errors.Is(err, bridge.ErrKeyHeld) || !retryableStart(err) {
+		// A typed *bridge.RetryableError decides; the text is the fallback
+		// for errors not typed yet.
+		if errors.As(err, &ce) || bridge.IsPermanent(err) || errors.Is(err, bridge.ErrKeyHeld) || !(bridge.IsRetryable(err) || retryableStart(err)) {
 			return zero, err
 		}
 		log.Warn("bridge.start.retrying", "component", what, "attempt", attempt, "delay", delay.String(), "error", err.Error())
@@ -659,13 +630,4 @@ func avisoClient(cfg *Config) (*aviso.Client, error) {
 		c.Credentials = aviso.BasicAuth(cfg.avisoURLUser, cfg.avisoURLPassword)
 	}
 	return c, nil
-}
-
-// ownerID names this process in a checkpoint store: host, pid and a
-// random suffix (never a secret).
-func ownerID() string {
-	host, _ := os.Hostname()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }

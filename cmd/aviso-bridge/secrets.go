@@ -11,8 +11,6 @@ import (
 	"os"
 	"reflect"
 	"strings"
-
-	natssink "github.com/aviso-bridge/aviso-bridge/sinks/nats"
 )
 
 // takeURLCredentials moves a user and password written inside AVISO_URL
@@ -144,8 +142,8 @@ func (c *Config) validateComponents() error {
 	if c.Sink == "nats" || c.Sink == "jetstream" {
 		add(natsSinkConfig(c).Validate())
 	}
-	if c.Checkpoint.Store == "nats-kv" && key != "" {
-		add(natssink.KVConfig{ConnConfig: natsConn(c), Bucket: c.NATS.KVBucket, Key: key}.Validate())
+	if key != "" {
+		add(validateStore(c, key))
 	}
 	if c.usesKafka() {
 		_, err := kafkaConfig(c)

@@ -106,7 +106,11 @@ type ConnectOptions struct {
 // Connect dials the servers of c with c's authentication and TLS, reconnects
 // forever (nats.go's reconnect loop), keeps no reconnect buffer (a publish
 // while disconnected fails instead of being queued), and logs connection
-// events without secrets. It fails when no server answers before ctx is done.
+// events without secrets. It fails when no server answers before ctx is done,
+// with a *bridge.RetryableError when waiting can fix that (no server
+// answers yet, a timeout). Several users may share the connection (the
+// sink through Options.Conn, the NATS KV checkpoint store); its opener
+// closes it after them.
 func Connect(ctx context.Context, c ConnConfig, o ConnectOptions) (*natsgo.Conn, error) {
 	c = c.withDefaults()
 	auth, err := c.AuthOptions()
@@ -167,7 +171,7 @@ func Connect(ctx context.Context, c ConnConfig, o ConnectOptions) (*natsgo.Conn,
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, fmt.Errorf("NATS_URL %s: connect: %w", RedactURLs(urls), r.err)
+			return nil, startError(fmt.Errorf("NATS_URL %s: connect: %w", RedactURLs(urls), r.err))
 		}
 		log.Info(ev+".connected", "url", r.nc.ConnectedUrlRedacted(), "server_id", r.nc.ConnectedServerId())
 		return r.nc, nil
@@ -177,7 +181,24 @@ func Connect(ctx context.Context, c ConnConfig, o ConnectOptions) (*natsgo.Conn,
 				r.nc.Close()
 			}
 		}()
-		return nil, fmt.Errorf("NATS_URL %s: connect: %w", RedactURLs(urls), ctx.Err())
+		return nil, startError(fmt.Errorf("NATS_URL %s: connect: %w", RedactURLs(urls), ctx.Err()))
+	}
+}
+
+// connect returns o.Conn when the caller shares a connection (own is
+// false: the sink leaves it open) or a new connection the sink owns.
+func (o Options) connect(ctx context.Context, c ConnConfig) (nc *natsgo.Conn, own bool, err error) {
+	if o.Conn != nil {
+		return o.Conn, false, nil
+	}
+	nc, err = Connect(ctx, c, ConnectOptions{Logger: o.logger(), Events: "sink.nats"})
+	return nc, err == nil, err
+}
+
+// release closes nc when its user opened it.
+func release(nc *natsgo.Conn, own bool) {
+	if own {
+		nc.Close()
 	}
 }
 

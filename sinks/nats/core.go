@@ -25,10 +25,11 @@ import (
 // A flusher goroutine coalesces: one FlushTimeout acknowledges, in order,
 // every message published before it started.
 type CoreSink struct {
-	cfg *compiled
-	enc encoder
-	nc  *natsgo.Conn
-	log *slog.Logger
+	cfg     *compiled
+	enc     encoder
+	nc      *natsgo.Conn
+	ownConn bool // nc was opened by the sink (not Options.Conn)
+	log     *slog.Logger
 
 	acks chan bridge.Ack
 	kick chan struct{}
@@ -60,7 +61,7 @@ func NewCoreSink(ctx context.Context, cfg Config, o Options) (*CoreSink, error) 
 		return nil, err
 	}
 	log := o.logger()
-	nc, err := Connect(ctx, c.ConnConfig, ConnectOptions{Logger: log, Events: "sink.nats"})
+	nc, own, err := o.connect(ctx, c.ConnConfig)
 	if err != nil {
 		return nil, startError(err)
 	}
@@ -68,6 +69,7 @@ func NewCoreSink(ctx context.Context, cfg Config, o Options) (*CoreSink, error) 
 		cfg:     c,
 		enc:     encoder{subject: c.subject, dlq: c.dlq, structured: c.Format == FormatStructured},
 		nc:      nc,
+		ownConn: own,
 		log:     log,
 		acks:    make(chan bridge.Ack, c.MaxInFlight),
 		kick:    make(chan struct{}, 1),
@@ -240,10 +242,10 @@ func (s *CoreSink) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		// The flush times out after NATS_PUBLISH_TIMEOUT at the latest.
 		err = fmt.Errorf("nats sink: close: %w", ctx.Err())
-		s.nc.Close()
+		release(s.nc, s.ownConn) // a shared connection stays: the flush times out by itself
 		<-s.done
 		return err
 	}
-	s.nc.Close()
+	release(s.nc, s.ownConn)
 	return err
 }

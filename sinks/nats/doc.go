@@ -1,9 +1,9 @@
 // Package nats is the NATS end of aviso-bridge: the core NATS sink
-// (SINK=nats), the JetStream sink (SINK=jetstream) and the NATS KV
-// checkpoint store (CHECKPOINT_STORE=nats-kv).
+// (SINK=nats), the JetStream sink (SINK=jetstream) and the connection they
+// share with the NATS KV checkpoint store (package checkpoint/natskv).
 //
 // Data flow: ordered window (package bridge) -> Sink (this package) ->
-// NATS server; the bridge's watermark -> KVStore (this package) -> NATS KV.
+// NATS server.
 //
 // Every notification becomes one message following the CloudEvents NATS
 // binding (interface.md section 3): in binary mode the CloudEvent attributes
@@ -40,16 +40,6 @@
 // body's size in bytes (warning sink.nats.deadletter.body_omitted), so that
 // a notification rejected for its size can still be dead-lettered.
 //
-// Checkpoint key ownership (KVStore). The value names the bridge holding
-// the key; the holder rewrites it every LeaseRefresh (default 2s) and
-// releases it (empty owner, checkpoint kept) on Close. Opening a key that
-// another owner holds waits up to LeaseTTL (default 3 x LeaseRefresh) on
-// the local clock: if the key's revision changes meanwhile the holder is
-// alive and opening fails with bridge.ErrKeyHeld (exit 1, naming the
-// bucket, key and owner); if not, the holder was killed and the key is
-// taken over. No clock is compared across hosts: only the revision, a
-// counter the server assigns.
-//
 // The package name shadows nats.go; this package imports nats.go as natsgo.
 package nats
 
@@ -60,6 +50,4 @@ var (
 	_ bridge.Sink           = (*CoreSink)(nil)
 	_ bridge.HealthReporter = (*JetStreamSink)(nil)
 	_ bridge.HealthReporter = (*CoreSink)(nil)
-	_ bridge.Store          = (*KVStore)(nil)
-	_ bridge.HealthReporter = (*KVStore)(nil)
 )

@@ -34,6 +34,7 @@ type JetStreamSink struct {
 	cfg     *compiled
 	enc     encoder
 	nc      *natsgo.Conn
+	ownConn bool // nc was opened by the sink (not Options.Conn)
 	js      jetstream.JetStream
 	log     *slog.Logger
 	pubOpts []jetstream.PublishOpt
@@ -74,6 +75,10 @@ type jsPending struct {
 type Options struct {
 	// Logger receives connection and configuration events; nil discards.
 	Logger *slog.Logger
+	// Conn, when set, is a connection shared with other users (the NATS
+	// KV checkpoint store): the sink uses it instead of connecting with
+	// the Config's connection settings and leaves it open on Close.
+	Conn *natsgo.Conn
 }
 
 func (o Options) logger() *slog.Logger {
@@ -103,7 +108,7 @@ func NewJetStreamSink(ctx context.Context, cfg Config, o Options) (*JetStreamSin
 		return nil, err
 	}
 	log := o.logger()
-	nc, err := Connect(ctx, c.ConnConfig, ConnectOptions{Logger: log, Events: "sink.nats"})
+	nc, own, err := o.connect(ctx, c.ConnConfig)
 	if err != nil {
 		return nil, startError(err)
 	}
@@ -112,10 +117,11 @@ func NewJetStreamSink(ctx context.Context, cfg Config, o Options) (*JetStreamSin
 		size <<= 1
 	}
 	s := &JetStreamSink{
-		cfg: c,
-		enc: encoder{subject: c.subject, dlq: c.dlq, structured: c.Format == FormatStructured, stream: c.Stream},
-		nc:  nc,
-		log: log,
+		cfg:     c,
+		enc:     encoder{subject: c.subject, dlq: c.dlq, structured: c.Format == FormatStructured, stream: c.Stream},
+		nc:      nc,
+		ownConn: own,
+		log:     log,
 		pubOpts: []jetstream.PublishOpt{
 			// A no-responders retry would be sent after later messages:
 			// report it instead and let the pipeline re-publish in order.
@@ -139,11 +145,11 @@ func NewJetStreamSink(ctx context.Context, cfg Config, o Options) (*JetStreamSin
 		}),
 	)
 	if err != nil {
-		nc.Close()
+		release(nc, own)
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	if err := s.setupStream(ctx); err != nil {
-		nc.Close()
+		release(nc, own)
 		return nil, startError(err)
 	}
 	return s, nil
@@ -584,6 +590,6 @@ func (s *JetStreamSink) Close(ctx context.Context) error {
 		s.mu.Unlock()
 		err = fmt.Errorf("jetstream sink: close: acknowledgements still outstanding: %w", ctx.Err())
 	}
-	s.nc.Close()
+	release(s.nc, s.ownConn)
 	return err
 }

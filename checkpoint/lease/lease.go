@@ -1,0 +1,395 @@
+// Package lease is the ownership of a checkpoint key in a store that
+// several bridges can reach (NATS KV, a Kafka topic): one implementation
+// of the settings, the owner id, the held error, wait-then-claim and the
+// refresh loop, used by every remote store. A store supplies only its
+// compare-and-set (Backend); docs/checkpoint.md describes the protocol.
+//
+// Data flow: cmd/aviso-bridge opens a store (checkpoint/natskv,
+// checkpoint/kafkatopic), the store acquires its key here before the
+// supervisor loads the checkpoint, and releases it on Close.
+//
+// The lease needs no clock shared between hosts: the holder rewrites its
+// key every third of the TTL; an opening store that finds another owner
+// in the key watches it for one TTL on its own clock. A write means the
+// holder is alive (opening fails with a *HeldError); silence means it is
+// gone (kill -9, lost host) and the key is taken over.
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+)
+
+// DefaultTTL is the default of Config.TTL (CHECKPOINT_LEASE_TTL).
+const DefaultTTL = 6 * time.Second
+
+// Config is the lease of one checkpoint key.
+type Config struct {
+	// TTL is CHECKPOINT_LEASE_TTL (default DefaultTTL, 6s): how long an
+	// opening store watches a key held by another owner, on its own
+	// clock, before it takes the key over as abandoned. The holder
+	// rewrites the key every TTL/3.
+	TTL time.Duration
+	// Owner identifies this process in the key (default: a new OwnerID
+	// per lease). Give every attempt of one process the same id: a store
+	// that finds its own owner id in the key takes it at once (a retried
+	// open whose claim was written but not answered). Never a secret.
+	Owner string
+}
+
+// Validate checks c; errors name the Go field.
+func (c Config) Validate() error {
+	if c.TTL < 0 {
+		return fmt.Errorf("lease: TTL %v must not be negative", c.TTL)
+	}
+	if c.TTL > 0 && c.TTL < 3*time.Millisecond {
+		return fmt.Errorf("lease: TTL %v is too short (at least 3ms: the holder refreshes every third of it)", c.TTL)
+	}
+	return nil
+}
+
+// WithDefaults returns c with zero fields set to their defaults (a new
+// owner id when Owner is empty).
+func (c Config) WithDefaults() Config {
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Owner == "" {
+		c.Owner = OwnerID()
+	}
+	return c
+}
+
+// Refresh is how often the holder rewrites its key: a third of the TTL.
+func (c Config) Refresh() time.Duration { return c.WithDefaults().TTL / 3 }
+
+// OwnerID is a new owner id: hostname/pid/random. It names a process for
+// an operator; the random part keeps it unique where hostname and pid
+// repeat (containers).
+func OwnerID() string {
+	host, _ := os.Hostname()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return host + "/" + strconv.Itoa(os.Getpid()) + "/" + hex.EncodeToString(b[:])
+}
+
+// HeldError is the error of a checkpoint key that another bridge holds.
+// errors.Is(err, bridge.ErrKeyHeld) matches it.
+type HeldError struct {
+	// Where names the store's place, e.g. `nats-kv bucket "aviso_bridge"`.
+	Where string
+	// Key is the checkpoint key.
+	Key string
+	// Holder is the owner id of the other bridge ("unknown" when it could
+	// not be read).
+	Holder string
+	// Detail says how the holder was found, when it took the key from
+	// this store ("claimed at offset 12"); may be empty.
+	Detail string
+}
+
+func (e *HeldError) Error() string {
+	holder := e.Holder
+	if holder == "" {
+		holder = "unknown"
+	}
+	detail := ""
+	if e.Detail != "" {
+		detail = ", " + e.Detail
+	}
+	return fmt.Sprintf("%s: another bridge holds checkpoint key %s (owner %s%s); stop it or set a different CHECKPOINT_KEY: %v",
+		e.Where, e.Key, holder, detail, bridge.ErrKeyHeld)
+}
+
+// Is makes errors.Is(err, bridge.ErrKeyHeld) true.
+func (e *HeldError) Is(target error) bool { return target == bridge.ErrKeyHeld }
+
+// State is what a store reads of its key.
+type State struct {
+	// Holder is the owner holding the key; "" when the key is free (absent
+	// or released).
+	Holder string
+	// Version changes with every write to the key by an owner other than
+	// this one (a revision, an offset).
+	Version uint64
+	// Writer is the owner of the newest such write when it is not the
+	// Holder (a competing claim); "" means the Holder.
+	Writer string
+}
+
+// Backend is a store's half of the lease: its compare-and-set on the key.
+// Lease serialises nothing: a Backend guards its own state.
+type Backend interface {
+	// Read returns the key's current state.
+	Read(ctx context.Context) (State, error)
+	// Claim writes the key for owner unless it changed since s was read (a
+	// *HeldError naming the other owner when it did). attrs are logged
+	// with the acquisition (revision, offset, sequence).
+	Claim(ctx context.Context, s State, owner string) (attrs []any, err error)
+	// Refresh restates the holder's claim; an error wrapping
+	// bridge.ErrKeyHeld when another owner took the key.
+	Refresh(ctx context.Context) error
+	// Release frees the key, keeping its checkpoint; an error wrapping
+	// bridge.ErrKeyHeld when another owner took the key meanwhile.
+	Release(ctx context.Context) error
+}
+
+// Options are the parts of a lease that are not configuration.
+type Options struct {
+	Config
+	// Key is the checkpoint key and Where the store's place, for errors
+	// and logs (see HeldError).
+	Key   string
+	Where string
+	// Events prefixes the log event names (e.g. "checkpoint.nats_kv":
+	// checkpoint.nats_kv.waiting, .taken_over, .lost, .released).
+	Events string
+	// Acquired is the event suffix logged when the key is taken at once
+	// (default "acquired").
+	Acquired string
+	// Attrs name the store's place in every log line ("bucket", name).
+	Attrs []any
+	// Logger receives the events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Lease is a held checkpoint key: Acquire returns it with its refresher
+// running; Close stops the refresher and releases the key.
+type Lease struct {
+	o       Options
+	b       Backend
+	refresh time.Duration
+	log     *slog.Logger
+
+	mu        sync.Mutex
+	lastWrite time.Time
+	lost      error // sticky: another owner took the key
+
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Acquire takes the key through b: at once when it is free or names this
+// owner; otherwise after watching it for one TTL without a write by its
+// holder (taken over). A write meanwhile means the holder is alive:
+// Acquire fails with a *HeldError. It then starts the refresher, which
+// Close stops.
+func Acquire(ctx context.Context, b Backend, o Options) (*Lease, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o.Config = o.WithDefaults()
+	if o.Acquired == "" {
+		o.Acquired = "acquired"
+	}
+	l := &Lease{o: o, b: b, refresh: o.Refresh(), log: o.Logger}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if err := l.acquire(ctx); err != nil {
+		return nil, err
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	l.stop, l.done = stop, make(chan struct{})
+	go l.refreshLoop(rctx)
+	return l, nil
+}
+
+// Owner returns the owner id this lease writes.
+func (l *Lease) Owner() string { return l.o.Owner }
+
+// TTL returns the lease's TTL.
+func (l *Lease) TTL() time.Duration { return l.o.TTL }
+
+// Held returns the error naming owner as the key's holder.
+func (l *Lease) Held(owner, detail string) *HeldError {
+	return &HeldError{Where: l.o.Where, Key: l.o.Key, Holder: owner, Detail: detail}
+}
+
+// Wrote records a successful write of the key by this owner (a commit),
+// which spares the next refresh.
+func (l *Lease) Wrote() {
+	l.mu.Lock()
+	l.lastWrite = time.Now()
+	l.mu.Unlock()
+}
+
+// Lost makes err (wrapping bridge.ErrKeyHeld) the sticky error of a key
+// another owner took, logging <events>.lost the first time, and returns
+// the sticky error.
+func (l *Lease) Lost(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost == nil {
+		l.lost = err
+		l.log.Error(l.o.Events+".lost", l.attrs("owner", l.o.Owner, "error", err.Error(),
+			"hint", "another bridge took the key over (this one could not refresh it for CHECKPOINT_LEASE_TTL); commits fail from now on")...)
+	}
+	return l.lost
+}
+
+// Err returns the sticky error of a lost key, nil while the key is held.
+func (l *Lease) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost
+}
+
+func (l *Lease) attrs(kv ...any) []any {
+	return append(append(append([]any{}, l.o.Attrs...), "key", l.o.Key), kv...)
+}
+
+// acquire is wait-then-claim (see Acquire).
+func (l *Lease) acquire(ctx context.Context) error {
+	var (
+		watched State // the other owner's state when the wait began
+		waiting bool
+		started time.Time
+	)
+	for {
+		s, err := l.b.Read(ctx)
+		if err != nil {
+			return err
+		}
+		switch {
+		case s.Holder == "" || s.Holder == l.o.Owner:
+			return l.claim(ctx, s, "", 0)
+		case !waiting:
+			watched, waiting, started = s, true, time.Now()
+			l.log.Info(l.o.Events+".waiting", l.attrs("owner", s.Holder, "wait", l.o.TTL.String(),
+				"hint", "the key names another bridge; taking it over only if that bridge does not refresh it within the wait")...)
+		case s.Version != watched.Version:
+			// The holder refreshed or committed, or another bridge claimed
+			// the key: it is alive. (A release frees the key: taken above.)
+			writer := s.Writer
+			if writer == "" {
+				writer = s.Holder
+			}
+			return l.Held(writer, "")
+		case time.Since(started) >= l.o.TTL:
+			return l.claim(ctx, s, watched.Holder, time.Since(started))
+		}
+		if err := sleep(ctx, min(l.refresh/2, l.o.TTL-time.Since(started))); err != nil {
+			return fmt.Errorf("%s key %s: waiting for owner %s to refresh or give up the key: %w", l.o.Where, l.o.Key, watched.Holder, err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// claim takes the key; prev is the owner taken over after waiting.
+func (l *Lease) claim(ctx context.Context, s State, prev string, waited time.Duration) error {
+	attrs, err := l.b.Claim(ctx, s, l.o.Owner)
+	if err != nil {
+		return err
+	}
+	l.Wrote()
+	attrs = l.attrs(append([]any{"owner", l.o.Owner}, attrs...)...)
+	if prev == "" {
+		l.log.Info(l.o.Events+"."+l.o.Acquired, attrs...)
+		return nil
+	}
+	l.log.Info(l.o.Events+".taken_over", append(attrs, "previous_owner", prev, "waited", waited.String(),
+		"hint", "the previous owner did not refresh the key for CHECKPOINT_LEASE_TTL; it was stopped without a graceful shutdown")...)
+	return nil
+}
+
+// refreshLoop restates the claim every TTL/3 (unless a commit wrote the
+// key in the last half of that) until ctx is done or the key is lost.
+func (l *Lease) refreshLoop(ctx context.Context) {
+	defer close(l.done)
+	t := time.NewTicker(l.refresh)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		recent, lost := time.Since(l.lastWrite) < l.refresh/2, l.lost != nil
+		l.mu.Unlock()
+		if lost {
+			return
+		}
+		if recent {
+			continue
+		}
+		err := l.b.Refresh(ctx)
+		switch {
+		case err == nil:
+			l.Wrote()
+			if failing {
+				l.log.Info(l.o.Events+".refresh_recovered", l.attrs()...)
+			}
+			failing = false
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, bridge.ErrKeyHeld):
+			_ = l.Lost(err)
+			return
+		default:
+			failing = true
+			l.log.Warn(l.o.Events+".refresh_failed", l.attrs("error", err.Error(),
+				"hint", "a bridge starting on this key takes it over when no refresh succeeds for CHECKPOINT_LEASE_TTL")...)
+		}
+	}
+}
+
+// Abandon stops the refresher without releasing the key, as kill -9 would
+// (and a process cut off from its store): a bridge opening the key takes
+// it over after the TTL. For tests of crashes.
+func (l *Lease) Abandon() {
+	l.stop()
+	<-l.done
+}
+
+// Close stops the refresher and releases the key (so that a restart takes
+// it at once) unless another owner took it. A failed release is logged
+// (<events>.release_failed) and returned; the next bridge on the key then
+// waits one TTL. Later calls return the first call's result.
+func (l *Lease) Close(ctx context.Context) error {
+	l.closeOnce.Do(func() { l.closeErr = l.close(ctx) })
+	return l.closeErr
+}
+
+func (l *Lease) close(ctx context.Context) error {
+	l.Abandon()
+	if l.Err() != nil {
+		return nil
+	}
+	err := l.b.Release(ctx)
+	switch {
+	case err == nil:
+		l.log.Info(l.o.Events+".released", l.attrs("owner", l.o.Owner)...)
+		return nil
+	case errors.Is(err, bridge.ErrKeyHeld):
+		_ = l.Lost(err)
+		return nil
+	}
+	l.log.Warn(l.o.Events+".release_failed", l.attrs("error", err.Error(),
+		"hint", "the next bridge on this key waits CHECKPOINT_LEASE_TTL before taking it over")...)
+	return fmt.Errorf("%s key %s: release: %w", l.o.Where, l.o.Key, err)
+}

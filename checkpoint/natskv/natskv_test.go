@@ -1,0 +1,112 @@
+package natskv
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint/lease"
+	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
+)
+
+func testContext(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func connect(t *testing.T, srv *natstest.Server) *natsgo.Conn {
+	t.Helper()
+	nc, err := natsgo.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func TestStoreSuite(t *testing.T) {
+	srv := natstest.NewServer(t)
+	nc := connect(t, srv)
+	bridgetest.StoreSuite(t, bridgetest.StoreSuiteConfig{
+		Open: func(ctx context.Context, key string, ttl time.Duration) (bridge.Store, error) {
+			return Open(ctx, nc, Config{Key: key, Lease: lease.Config{TTL: ttl}}, nil)
+		},
+		TTL:     300 * time.Millisecond,
+		Abandon: func(s bridge.Store) { s.(*Store).lease.Abandon() },
+	})
+}
+
+// The bucket is created with history 1 and file storage; a value that
+// cannot be decoded is reported by Load and Commit and never overwritten.
+func TestBucketAndUnreadableValue(t *testing.T) {
+	srv := natstest.NewServer(t)
+	nc := connect(t, srv)
+	ctx := testContext(t, 30*time.Second)
+	s, err := Open(ctx, nc, Config{Key: "k"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	kv, err := srv.JetStream(t).KeyValue(ctx, DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil || st.History() != 1 {
+		t.Fatalf("bucket status %v, %v; want history 1", st, err)
+	}
+	if _, err := kv.Put(ctx, "bad", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	bad, err := Open(ctx, nc, Config{Key: "bad"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bad.Close() })
+	if _, found, err := bad.Load(ctx); err == nil || found || !strings.Contains(err.Error(), `"bad"`) {
+		t.Fatalf("Load of an unreadable value = %v, %v; want an error naming the key", found, err)
+	}
+	if err := bad.Commit(ctx, bridge.Checkpoint{Sequence: 1}); err == nil {
+		t.Fatal("Commit over an unreadable value succeeded")
+	}
+	if e, _ := kv.Get(ctx, "bad"); string(e.Value()) != "not json" {
+		t.Fatalf("unreadable value overwritten with %s", e.Value())
+	}
+}
+
+// A stopped server makes Open fail with a retryable error.
+func TestOpenRetryable(t *testing.T) {
+	srv := natstest.NewServer(t)
+	nc := connect(t, srv)
+	srv.Shutdown()
+	_, err := Open(testContext(t, 10*time.Second), nc, Config{Key: "k", Timeout: 200 * time.Millisecond}, nil)
+	if !bridge.IsRetryable(err) {
+		t.Fatalf("Open without a server = %v, want a *bridge.RetryableError", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	key := strings.Repeat("ab", 32)
+	for _, tt := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Key: key}, ""},
+		{Config{Key: key, Bucket: "my.bucket"}, "NATS_KV_BUCKET"},
+		{Config{Key: "a b"}, "CHECKPOINT_KEY"},
+		{Config{Key: ".a"}, "CHECKPOINT_KEY"},
+		{Config{Key: ""}, "CHECKPOINT_KEY"},
+		{Config{Key: key, Lease: lease.Config{TTL: -time.Second}}, "TTL"},
+	} {
+		err := tt.cfg.Validate()
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%+v: Validate = %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
+}
