@@ -17,8 +17,8 @@ import (
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
-// File format versions. The layout follows the aviso client's JsonFileStore
-// (aviso-protocol.md 5.12): one file can hold the checkpoints of several
+// File format versions. The layout follows the aviso client's JSON file
+// store (docs/checkpoint.md): one file can hold the checkpoints of several
 // keys, and entries of other keys are kept when the file is rewritten.
 const (
 	fileVersion      = 1
@@ -82,14 +82,14 @@ func OpenFile(path, key string) (*File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("CHECKPOINT_FILE %s: create directory: %w", path, err)
 	}
-	real, err := realPath(path)
+	resolved, err := realPath(path)
 	if err != nil {
 		return nil, fmt.Errorf("CHECKPOINT_FILE %s: resolve symbolic links: %w", path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(real), 0o755); err != nil {
-		return nil, fmt.Errorf("CHECKPOINT_FILE %s: create directory %s: %w", path, filepath.Dir(real), err)
+	if err := os.MkdirAll(filepath.Dir(resolved), 0o755); err != nil {
+		return nil, fmt.Errorf("CHECKPOINT_FILE %s: create directory %s: %w", path, filepath.Dir(resolved), err)
 	}
-	lockPath := real + ".lock"
+	lockPath := resolved + ".lock"
 	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("CHECKPOINT_FILE %s: open lock file: %w", path, err)
@@ -109,7 +109,7 @@ func OpenFile(path, key string) (*File, error) {
 	if lock.Truncate(0) == nil {
 		_, _ = lock.WriteAt([]byte(fmt.Sprintf("%d\n", os.Getpid())), 0)
 	}
-	f := &File{path: path, real: real, key: key, lock: lock, syncFn: (*os.File).Sync}
+	f := &File{path: path, real: resolved, key: key, lock: lock, syncFn: (*os.File).Sync}
 	if err := f.removeTemps(); err != nil {
 		f.Close()
 		return nil, err

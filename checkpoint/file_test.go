@@ -315,17 +315,17 @@ func TestFileOpenErrors(t *testing.T) {
 func TestFileLockThroughSymlinks(t *testing.T) {
 	tests := []struct {
 		name string
-		// setup returns the path through links and the real path.
-		setup func(t *testing.T, dir string) (link, real string)
+		// setup returns the path through links and the target path.
+		setup func(t *testing.T, dir string) (link, target string)
 	}{
 		{"link to the file", func(t *testing.T, dir string) (string, string) {
-			real := filepath.Join(dir, "cp.json")
-			if err := os.WriteFile(real, []byte(`{"version":1,"checkpoints":{}}`), 0o644); err != nil {
+			target := filepath.Join(dir, "cp.json")
+			if err := os.WriteFile(target, []byte(`{"version":1,"checkpoints":{}}`), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			link := filepath.Join(dir, "link.json")
 			mustSymlink(t, "cp.json", link)
-			return link, real
+			return link, target
 		}},
 		{"dangling link to a file not created yet", func(t *testing.T, dir string) (string, string) {
 			if err := os.Mkdir(filepath.Join(dir, "data"), 0o755); err != nil {
@@ -351,8 +351,8 @@ func TestFileLockThroughSymlinks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			link, real := tt.setup(t, dir)
-			for _, order := range [][2]string{{link, real}, {real, link}} {
+			link, target := tt.setup(t, dir)
+			for _, order := range [][2]string{{link, target}, {target, link}} {
 				f := openFile(t, order[0], testKey)
 				_, err := OpenFile(order[1], testKey)
 				if !errors.Is(err, bridge.ErrKeyHeld) {
@@ -372,11 +372,11 @@ func TestFileLockThroughSymlinks(t *testing.T) {
 			if linked := filepath.Base(filepath.Dir(link)) != "alias"; linked && fi.Mode()&os.ModeSymlink == 0 {
 				t.Fatalf("the commit replaced the link %s with a file", link)
 			}
-			g := openFile(t, real, testKey)
+			g := openFile(t, target, testKey)
 			if cp, found := mustLoad(t, g); !found || cp.Sequence != 5 {
-				t.Fatalf("real path holds %v %v, want the commit through the link", cp, found)
+				t.Fatalf("target path holds %v %v, want the commit through the link", cp, found)
 			}
-			if want, _ := filepath.EvalSymlinks(real); g.RealPath() != want {
+			if want, _ := filepath.EvalSymlinks(target); g.RealPath() != want {
 				t.Errorf("RealPath %q, want %q", g.RealPath(), want)
 			}
 		})

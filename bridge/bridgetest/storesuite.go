@@ -66,16 +66,16 @@ func storeContext(t *testing.T, d time.Duration) context.Context {
 }
 
 // open opens key with ttl, failing the test on an error.
-func (s *storeSuite) open(t *testing.T, ctx context.Context, key string, ttl time.Duration) bridge.Store {
+func (s *storeSuite) open(ctx context.Context, t *testing.T, key string, ttl time.Duration) bridge.Store {
 	t.Helper()
-	st, err := s.tryOpen(t, ctx, key, ttl)
+	st, err := s.tryOpen(ctx, t, key, ttl)
 	if err != nil {
 		t.Fatalf("Open %s: %v", key, err)
 	}
 	return st
 }
 
-func (s *storeSuite) tryOpen(t *testing.T, ctx context.Context, key string, ttl time.Duration) (bridge.Store, error) {
+func (s *storeSuite) tryOpen(ctx context.Context, t *testing.T, key string, ttl time.Duration) (bridge.Store, error) {
 	t.Helper()
 	st, err := s.cfg.Open(ctx, key, ttl)
 	if err == nil {
@@ -91,7 +91,7 @@ func (s *storeSuite) ttl() time.Duration {
 	return time.Second
 }
 
-func mustLoad(t *testing.T, ctx context.Context, st bridge.Store) (uint64, bool) {
+func mustLoad(ctx context.Context, t *testing.T, st bridge.Store) (uint64, bool) {
 	t.Helper()
 	cp, found, err := st.Load(ctx)
 	if err != nil {
@@ -102,8 +102,8 @@ func mustLoad(t *testing.T, ctx context.Context, st bridge.Store) (uint64, bool)
 
 func (s *storeSuite) loadMissing(t *testing.T) {
 	ctx := storeContext(t, 30*time.Second)
-	st := s.open(t, ctx, s.key(), s.ttl())
-	if seq, found := mustLoad(t, ctx, st); found {
+	st := s.open(ctx, t, s.key(), s.ttl())
+	if seq, found := mustLoad(ctx, t, st); found {
 		t.Fatalf("Load of a new key found sequence %d", seq)
 	}
 }
@@ -111,13 +111,13 @@ func (s *storeSuite) loadMissing(t *testing.T) {
 func (s *storeSuite) roundTrip(t *testing.T) {
 	ctx := storeContext(t, 30*time.Second)
 	key := s.key()
-	st := s.open(t, ctx, key, s.ttl())
+	st := s.open(ctx, t, key, s.ttl())
 	for _, seq := range []uint64{5, 10, 7} { // 7: behind, a no-op
 		if err := st.Commit(ctx, bridge.Checkpoint{Sequence: seq, EventID: bridge.EventID("mars", seq)}); err != nil {
 			t.Fatalf("Commit %d: %v", seq, err)
 		}
 	}
-	if seq, found := mustLoad(t, ctx, st); !found || seq != 10 {
+	if seq, found := mustLoad(ctx, t, st); !found || seq != 10 {
 		t.Fatalf("Load = %d, %v; want 10 (commits never go backwards)", seq, found)
 	}
 	if err := st.Close(); err != nil {
@@ -126,14 +126,14 @@ func (s *storeSuite) roundTrip(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	again := s.open(t, ctx, key, s.ttl())
-	if seq, found := mustLoad(t, ctx, again); !found || seq != 10 {
+	again := s.open(ctx, t, key, s.ttl())
+	if seq, found := mustLoad(ctx, t, again); !found || seq != 10 {
 		t.Fatalf("after reopen Load = %d, %v; want 10", seq, found)
 	}
 	if err := again.Commit(ctx, bridge.Checkpoint{Sequence: 3}); err != nil {
 		t.Fatalf("Commit behind: %v", err)
 	}
-	if seq, _ := mustLoad(t, ctx, again); seq != 10 {
+	if seq, _ := mustLoad(ctx, t, again); seq != 10 {
 		t.Fatalf("Load after a commit behind = %d, want 10", seq)
 	}
 }
@@ -142,7 +142,7 @@ func (s *storeSuite) roundTrip(t *testing.T) {
 // next Open succeeds only if Close released the key.
 func (s *storeSuite) closeReleases(t *testing.T) {
 	key := s.key()
-	first := s.open(t, storeContext(t, 30*time.Second), key, time.Hour)
+	first := s.open(storeContext(t, 30*time.Second), t, key, time.Hour)
 	if err := first.Commit(storeContext(t, 30*time.Second), bridge.Checkpoint{Sequence: 4}); err != nil {
 		t.Fatalf("Commit: %v", err)
 	}
@@ -150,8 +150,8 @@ func (s *storeSuite) closeReleases(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	ctx := storeContext(t, 20*time.Second)
-	next := s.open(t, ctx, key, time.Hour)
-	if seq, found := mustLoad(t, ctx, next); !found || seq != 4 {
+	next := s.open(ctx, t, key, time.Hour)
+	if seq, found := mustLoad(ctx, t, next); !found || seq != 4 {
 		t.Fatalf("Load after a release = %d, %v; want 4", seq, found)
 	}
 }
@@ -160,8 +160,8 @@ func (s *storeSuite) closeReleases(t *testing.T) {
 func (s *storeSuite) keyHeld(t *testing.T) {
 	ctx := storeContext(t, 30*time.Second)
 	key := s.key()
-	first := s.open(t, ctx, key, s.ttl())
-	_, err := s.tryOpen(t, ctx, key, s.ttl())
+	first := s.open(ctx, t, key, s.ttl())
+	_, err := s.tryOpen(ctx, t, key, s.ttl())
 	s.checkHeld(t, err, first)
 }
 
@@ -186,14 +186,14 @@ func (s *storeSuite) checkHeld(t *testing.T, err error, holder bridge.Store) {
 func (s *storeSuite) refreshKeeps(t *testing.T) {
 	ctx := storeContext(t, 30*time.Second)
 	key := s.key()
-	first := s.open(t, ctx, key, s.cfg.TTL)
+	first := s.open(ctx, t, key, s.cfg.TTL)
 	// Elapsed time is what is tested here: the refresher must outlast it.
 	select {
 	case <-time.After(3 * s.cfg.TTL):
 	case <-ctx.Done():
 		t.Fatal(ctx.Err())
 	}
-	_, err := s.tryOpen(t, ctx, key, s.cfg.TTL)
+	_, err := s.tryOpen(ctx, t, key, s.cfg.TTL)
 	s.checkHeld(t, err, first)
 	if err := first.Commit(ctx, bridge.Checkpoint{Sequence: 2}); err != nil {
 		t.Fatalf("holder's Commit after the second Open failed: %v", err)
@@ -208,13 +208,13 @@ func (s *storeSuite) abandoned(t *testing.T) {
 	}
 	ctx := storeContext(t, 30*time.Second)
 	key := s.key()
-	first := s.open(t, ctx, key, s.cfg.TTL)
+	first := s.open(ctx, t, key, s.cfg.TTL)
 	if err := first.Commit(ctx, bridge.Checkpoint{Sequence: 8}); err != nil {
 		t.Fatalf("Commit: %v", err)
 	}
 	s.cfg.Abandon(first)
-	next := s.open(t, ctx, key, s.cfg.TTL)
-	if seq, found := mustLoad(t, ctx, next); !found || seq != 8 {
+	next := s.open(ctx, t, key, s.cfg.TTL)
+	if seq, found := mustLoad(ctx, t, next); !found || seq != 8 {
 		t.Fatalf("taken over: Load = %d, %v; want 8", seq, found)
 	}
 	if err := next.Commit(ctx, bridge.Checkpoint{Sequence: 9}); err != nil {
@@ -223,7 +223,7 @@ func (s *storeSuite) abandoned(t *testing.T) {
 	if err := first.Commit(ctx, bridge.Checkpoint{Sequence: 20}); !errors.Is(err, bridge.ErrKeyHeld) {
 		t.Fatalf("old holder's Commit after the take-over = %v, want bridge.ErrKeyHeld", err)
 	}
-	if seq, _ := mustLoad(t, ctx, next); seq != 9 {
+	if seq, _ := mustLoad(ctx, t, next); seq != 9 {
 		t.Fatalf("Load after the old holder's commit = %d, want 9", seq)
 	}
 }

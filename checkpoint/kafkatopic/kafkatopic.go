@@ -125,7 +125,11 @@ type Store struct {
 	beforeClaim func()
 }
 
+// backend is the store's half of its lease: its compare-and-set.
+type backend Store
+
 var (
+	_ lease.Backend         = (*backend)(nil)
 	_ bridge.Store          = (*Store)(nil)
 	_ bridge.HealthReporter = (*Store)(nil)
 )
@@ -186,7 +190,7 @@ func Open(ctx context.Context, client *kafkago.Client, cfg Config, log *slog.Log
 		return nil, startError(err)
 	}
 	var err error
-	st.lease, err = lease.Acquire(ctx, st, lease.Options{
+	st.lease, err = lease.Acquire(ctx, (*backend)(st), lease.Options{
 		Config: cfg.Lease, Key: st.key, Where: st.where(), Events: "checkpoint.kafka", Acquired: "claimed",
 		Attrs: []any{"topic", st.topic}, Logger: log,
 	})
@@ -224,7 +228,8 @@ func (st *Store) open(ctx context.Context, replication int) error {
 
 // Read implements lease.Backend: it reads what was written since the last
 // look; the version is the offset of the newest record by another owner.
-func (st *Store) Read(ctx context.Context) (lease.State, error) {
+func (b *backend) Read(ctx context.Context) (lease.State, error) {
+	st := (*Store)(b)
 	st.opMu.Lock()
 	defer st.opMu.Unlock()
 	if err := st.catchUp(ctx); err != nil {
@@ -238,7 +243,8 @@ func (st *Store) Read(ctx context.Context) (lease.State, error) {
 
 // Claim implements lease.Backend: it writes a claim record with the newest
 // checkpoint, reads back to the end and checks that the claim won.
-func (st *Store) Claim(ctx context.Context, _ lease.State, owner string) ([]any, error) {
+func (b *backend) Claim(ctx context.Context, _ lease.State, owner string) ([]any, error) {
+	st := (*Store)(b)
 	st.opMu.Lock()
 	defer st.opMu.Unlock()
 	st.cp, st.have = st.newest.cp, st.newest.found
@@ -285,7 +291,8 @@ func (st *Store) record(owner string) record {
 // Refresh implements lease.Backend: it reads what was written since the
 // last look (finding a winning claim by another owner) and restates the
 // claim.
-func (st *Store) Refresh(ctx context.Context) error {
+func (b *backend) Refresh(ctx context.Context) error {
+	st := (*Store)(b)
 	st.opMu.Lock()
 	defer st.opMu.Unlock()
 	if !st.claimed {
@@ -304,7 +311,8 @@ func (st *Store) Refresh(ctx context.Context) error {
 
 // Release implements lease.Backend: unless a last look finds the key
 // taken over, it writes the checkpoint with an empty owner.
-func (st *Store) Release(ctx context.Context) error {
+func (b *backend) Release(ctx context.Context) error {
+	st := (*Store)(b)
 	st.opMu.Lock()
 	defer st.opMu.Unlock()
 	if !st.claimed {

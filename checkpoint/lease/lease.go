@@ -70,8 +70,8 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Refresh is how often the holder rewrites its key: a third of the TTL.
-func (c Config) Refresh() time.Duration { return c.WithDefaults().TTL / 3 }
+// refresh is how often the holder rewrites its key: a third of the TTL.
+func (c Config) refresh() time.Duration { return c.WithDefaults().TTL / 3 }
 
 // OwnerID is a new owner id: hostname/pid/random. It names a process for
 // an operator; the random part keeps it unique where hostname and pid
@@ -194,7 +194,7 @@ func Acquire(ctx context.Context, b Backend, o Options) (*Lease, error) {
 	if o.Acquired == "" {
 		o.Acquired = "acquired"
 	}
-	l := &Lease{o: o, b: b, refresh: o.Refresh(), log: o.Logger}
+	l := &Lease{o: o, b: b, refresh: o.refresh(), log: o.Logger}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -205,17 +205,6 @@ func Acquire(ctx context.Context, b Backend, o Options) (*Lease, error) {
 	l.stop, l.done = stop, make(chan struct{})
 	go l.refreshLoop(rctx)
 	return l, nil
-}
-
-// Owner returns the owner id this lease writes.
-func (l *Lease) Owner() string { return l.o.Owner }
-
-// TTL returns the lease's TTL.
-func (l *Lease) TTL() time.Duration { return l.o.TTL }
-
-// Held returns the error naming owner as the key's holder.
-func (l *Lease) Held(owner, detail string) *HeldError {
-	return &HeldError{Where: l.o.Where, Key: l.o.Key, Holder: owner, Detail: detail}
 }
 
 // Wrote records a successful write of the key by this owner (a commit),
@@ -247,6 +236,8 @@ func (l *Lease) Err() error {
 	return l.lost
 }
 
+func (l *Lease) isLost() bool { return l.Err() != nil }
+
 func (l *Lease) attrs(kv ...any) []any {
 	return append(append(append([]any{}, l.o.Attrs...), "key", l.o.Key), kv...)
 }
@@ -277,7 +268,7 @@ func (l *Lease) acquire(ctx context.Context) error {
 			if writer == "" {
 				writer = s.Holder
 			}
-			return l.Held(writer, "")
+			return &HeldError{Where: l.o.Where, Key: l.o.Key, Holder: writer}
 		case time.Since(started) >= l.o.TTL:
 			return l.claim(ctx, s, watched.Holder, time.Since(started))
 		}
@@ -377,19 +368,18 @@ func (l *Lease) Close(ctx context.Context) error {
 
 func (l *Lease) close(ctx context.Context) error {
 	l.Abandon()
-	if l.Err() != nil {
-		return nil
+	if l.isLost() {
+		return nil // another owner holds the key: nothing to release
 	}
-	err := l.b.Release(ctx)
-	switch {
+	switch err := l.b.Release(ctx); {
 	case err == nil:
 		l.log.Info(l.o.Events+".released", l.attrs("owner", l.o.Owner)...)
-		return nil
 	case errors.Is(err, bridge.ErrKeyHeld):
-		_ = l.Lost(err)
-		return nil
+		_ = l.Lost(err) // taken over meanwhile: nothing to release
+	default:
+		l.log.Warn(l.o.Events+".release_failed", l.attrs("error", err.Error(),
+			"hint", "the next bridge on this key waits CHECKPOINT_LEASE_TTL before taking it over")...)
+		return fmt.Errorf("%s key %s: release: %w", l.o.Where, l.o.Key, err)
 	}
-	l.log.Warn(l.o.Events+".release_failed", l.attrs("error", err.Error(),
-		"hint", "the next bridge on this key waits CHECKPOINT_LEASE_TTL before taking it over")...)
-	return fmt.Errorf("%s key %s: release: %w", l.o.Where, l.o.Key, err)
+	return nil
 }

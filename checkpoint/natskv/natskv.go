@@ -154,7 +154,11 @@ type Store struct {
 	closed  bool
 }
 
+// backend is the store's half of its lease: its compare-and-set.
+type backend Store
+
 var (
+	_ lease.Backend         = (*backend)(nil)
 	_ bridge.Store          = (*Store)(nil)
 	_ bridge.HealthReporter = (*Store)(nil)
 )
@@ -186,7 +190,7 @@ func Open(ctx context.Context, nc *natsgo.Conn, cfg Config, log *slog.Logger) (*
 	if err != nil {
 		return nil, startError(err)
 	}
-	s.lease, err = lease.Acquire(ctx, s, lease.Options{
+	s.lease, err = lease.Acquire(ctx, (*backend)(s), lease.Options{
 		Config: cfg.Lease, Key: s.key, Where: s.where(), Events: "checkpoint.nats_kv",
 		Attrs: []any{"bucket", s.bucket}, Logger: log,
 	})
@@ -243,7 +247,8 @@ func (s *Store) where() string { return fmt.Sprintf("nats-kv bucket %q", s.bucke
 var errUnreadable = errors.New("unreadable checkpoint")
 
 // Read implements lease.Backend: the owner in the value and its revision.
-func (s *Store) Read(ctx context.Context) (lease.State, error) {
+func (b *backend) Read(ctx context.Context) (lease.State, error) {
+	s := (*Store)(b)
 	ctx, cancel := bounded(ctx, s.timeout)
 	defer cancel()
 	e, err := s.kv.Get(ctx, s.key)
@@ -268,7 +273,8 @@ func (s *Store) Read(ctx context.Context) (lease.State, error) {
 
 // Claim implements lease.Backend: a compare-and-set on the revision read
 // (a create when the key is absent).
-func (s *Store) Claim(ctx context.Context, _ lease.State, owner string) ([]any, error) {
+func (b *backend) Claim(ctx context.Context, _ lease.State, owner string) ([]any, error) {
+	s := (*Store)(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	data, err := encodeRecord(s.cp, s.found, owner)
@@ -322,7 +328,8 @@ func isConflict(err error) bool {
 }
 
 // Refresh implements lease.Backend: it rewrites the value unchanged.
-func (s *Store) Refresh(ctx context.Context) error {
+func (b *backend) Refresh(ctx context.Context) error {
+	s := (*Store)(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || !s.held {
@@ -333,7 +340,8 @@ func (s *Store) Refresh(ctx context.Context) error {
 
 // Release implements lease.Backend: it writes the value with an empty
 // owner, keeping the checkpoint.
-func (s *Store) Release(ctx context.Context) error {
+func (b *backend) Release(ctx context.Context) error {
+	s := (*Store)(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.held {

@@ -195,8 +195,8 @@ func (o Options) connect(ctx context.Context, c ConnConfig) (nc *natsgo.Conn, ow
 	return nc, err == nil, err
 }
 
-// release closes nc when its user opened it.
-func release(nc *natsgo.Conn, own bool) {
+// closeIfOwned closes nc when its user opened it.
+func closeIfOwned(nc *natsgo.Conn, own bool) {
 	if own {
 		nc.Close()
 	}

@@ -242,10 +242,10 @@ func (s *CoreSink) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		// The flush times out after NATS_PUBLISH_TIMEOUT at the latest.
 		err = fmt.Errorf("nats sink: close: %w", ctx.Err())
-		release(s.nc, s.ownConn) // a shared connection stays: the flush times out by itself
+		closeIfOwned(s.nc, s.ownConn) // a shared connection stays: the flush times out by itself
 		<-s.done
 		return err
 	}
-	release(s.nc, s.ownConn)
+	closeIfOwned(s.nc, s.ownConn)
 	return err
 }

@@ -145,11 +145,11 @@ func NewJetStreamSink(ctx context.Context, cfg Config, o Options) (*JetStreamSin
 		}),
 	)
 	if err != nil {
-		release(nc, own)
+		closeIfOwned(nc, own)
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	if err := s.setupStream(ctx); err != nil {
-		release(nc, own)
+		closeIfOwned(nc, own)
 		return nil, startError(err)
 	}
 	return s, nil
@@ -590,6 +590,6 @@ func (s *JetStreamSink) Close(ctx context.Context) error {
 		s.mu.Unlock()
 		err = fmt.Errorf("jetstream sink: close: acknowledgements still outstanding: %w", ctx.Err())
 	}
-	release(s.nc, s.ownConn)
+	closeIfOwned(s.nc, s.ownConn)
 	return err
 }
