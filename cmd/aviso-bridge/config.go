@@ -15,7 +15,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
-	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/aviso"
 	natssink "github.com/aviso-bridge/aviso-bridge/sinks/nats"
 )
 
@@ -23,8 +23,8 @@ import (
 // few additions documented in the README). It is filled only by loadConfig.
 type Config struct {
 	Aviso      AvisoConfig      `env:", prefix=AVISO_"`
-	Sink       string           `env:"SINK, default=stdout"`
-	SinkFormat string           `env:"SINK_FORMAT, default=binary"`
+	Sink       sinkKind         `env:"SINK, default=stdout" lib:"nats.Mode"`
+	SinkFormat string           `env:"SINK_FORMAT, default=binary" lib:"nats.Format kafka.Format"`
 	NATS       NATSConfig       `env:", prefix=NATS_"`
 	Kafka      KafkaConfig      `env:", prefix=KAFKA_"`
 	Checkpoint CheckpointConfig `env:", prefix=CHECKPOINT_"`
@@ -43,13 +43,13 @@ type Config struct {
 // AvisoConfig is the source: aviso-server.
 type AvisoConfig struct {
 	URL                string        `env:"URL" redact:"url"`
-	EventType          string        `env:"EVENT_TYPE"`
+	EventType          string        `env:"EVENT_TYPE" lib:"kafka.EventType"`
 	Identifier         string        `env:"IDENTIFIER, default={}"`
-	FromID             string        `env:"FROM_ID"`
+	FromID             sequence      `env:"FROM_ID"`
 	FromDate           string        `env:"FROM_DATE"`
-	ToID               string        `env:"TO_ID"`
+	ToID               sequence      `env:"TO_ID"`
 	ToDate             string        `env:"TO_DATE"`
-	Mode               string        `env:"MODE, default=watch"`
+	Mode               avisoMode     `env:"MODE, default=watch"`
 	Token              string        `env:"TOKEN" secret:"true"`
 	TokenFile          string        `env:"TOKEN_FILE" secretfile:"true"`
 	Username           string        `env:"USERNAME"`
@@ -113,10 +113,10 @@ type KafkaConfig struct {
 
 // CheckpointConfig is where the committed position lives.
 type CheckpointConfig struct {
-	Store    string        `env:"STORE, default=file"`
+	Store    storeKind     `env:"STORE, default=file"`
 	File     string        `env:"FILE, default=data/checkpoint.json"`
 	Key      string        `env:"KEY"`
-	Interval time.Duration `env:"INTERVAL, default=1s"`
+	Interval time.Duration `env:"INTERVAL, default=1s" lib:"nats.CheckpointInterval"`
 	// LeaseTTL is the lease of the nats-kv and kafka stores (checked by
 	// validateStore).
 	LeaseTTL time.Duration `env:"LEASE_TTL, default=6s"`
@@ -124,12 +124,12 @@ type CheckpointConfig struct {
 
 // BridgeConfig is the pipeline and the process.
 type BridgeConfig struct {
-	MaxInFlight      int           `env:"MAX_IN_FLIGHT, default=256"`
+	MaxInFlight      int           `env:"MAX_IN_FLIGHT, default=256" lib:"nats.MaxInFlight kafka.MaxInFlight"`
 	MaxInFlightBytes ByteSize      `env:"MAX_IN_FLIGHT_BYTES, default=64MiB"`
-	OnReject         string        `env:"ON_REJECT, default=fail"`
-	DLQSubject       string        `env:"DLQ_SUBJECT, default=aviso.dlq"`
-	DLQTopic         string        `env:"DLQ_TOPIC, default=aviso-dlq"`
-	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s"`
+	OnReject         rejectPolicy  `env:"ON_REJECT, default=fail"`
+	DLQSubject       string        `env:"DLQ_SUBJECT, default=aviso.dlq" lib:"nats.DLQSubject"`
+	DLQTopic         string        `env:"DLQ_TOPIC, default=aviso-dlq" lib:"kafka.DLQTopic"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s" lib:"nats.ShutdownTimeout"`
 	HTTPAddr         string        `env:"HTTP_ADDR, default=:8080"`
 	ReadyStall       time.Duration `env:"READY_STALL, default=2m"`
 }
@@ -273,31 +273,17 @@ func (c *Config) validateSource() []error {
 // validateRange checks the mode and where the stream starts and ends.
 func (c *Config) validateRange() []error {
 	var p problems
-	if c.Aviso.FromID != "" && c.Aviso.FromDate != "" {
+	if c.Aviso.FromID.set() && c.Aviso.FromDate != "" {
 		p.add("AVISO_FROM_ID and AVISO_FROM_DATE are both set; set at most one")
 	}
-	from, fromErr := strconv.ParseUint(strings.TrimSpace(c.Aviso.FromID), 10, 64)
-	if c.Aviso.FromID != "" && fromErr != nil {
-		p.add("AVISO_FROM_ID: %q is not a non-negative integer sequence", c.Aviso.FromID)
-	}
-	switch c.Aviso.Mode {
-	case "watch", "replay":
-	default:
-		p.add("AVISO_MODE: %q is not watch or replay", c.Aviso.Mode)
-	}
-	if (c.Aviso.ToID != "" || c.Aviso.ToDate != "") && c.Aviso.Mode != "replay" {
+	if (c.Aviso.ToID.set() || c.Aviso.ToDate != "") && aviso.Mode(c.Aviso.Mode) != aviso.Replay {
 		p.add("AVISO_TO_ID and AVISO_TO_DATE apply only to AVISO_MODE=replay (the end of a replay); AVISO_MODE is %q", c.Aviso.Mode)
 	}
-	if c.Aviso.ToID != "" && c.Aviso.ToDate != "" {
+	if c.Aviso.ToID.set() && c.Aviso.ToDate != "" {
 		p.add("AVISO_TO_ID and AVISO_TO_DATE are both set; set at most one")
 	}
-	if c.Aviso.ToID != "" {
-		to, err := strconv.ParseUint(strings.TrimSpace(c.Aviso.ToID), 10, 64)
-		if err != nil {
-			p.add("AVISO_TO_ID: %q is not a non-negative integer sequence", c.Aviso.ToID)
-		} else if c.Aviso.FromID != "" && fromErr == nil && to < from {
-			p.add("AVISO_TO_ID: %d is below AVISO_FROM_ID %d", to, from)
-		}
+	if c.Aviso.ToID.set() && c.Aviso.FromID.set() && c.Aviso.ToID.value() < c.Aviso.FromID.value() {
+		p.add("AVISO_TO_ID: %d is below AVISO_FROM_ID %d", c.Aviso.ToID.value(), c.Aviso.FromID.value())
 	}
 	return p
 }
@@ -333,18 +319,10 @@ func (c *Config) validateCredentials() []error {
 // a sink or store; the libraries check the rest (validateComponents).
 func (c *Config) validateSink() []error {
 	var p problems
-	switch c.Sink {
-	case "stdout", "nats", "jetstream", "kafka":
-	default:
-		p.add("SINK: %q is not one of stdout, nats, jetstream, kafka", c.Sink)
-	}
 	switch c.SinkFormat {
 	case "binary", "structured":
 	default:
 		p.add("SINK_FORMAT: %q is not binary or structured", c.SinkFormat)
-	}
-	if _, err := bridge.ParseRejectPolicy(c.Bridge.OnReject); err != nil {
-		p.add("%v", err)
 	}
 	// The libraries read a zero as "the default": an explicit zero is
 	// refused here.
@@ -380,9 +358,6 @@ func (c *Config) validateCheckpoint() []error {
 		if c.Kafka.CheckpointTopic == "" {
 			p.add("KAFKA_CHECKPOINT_TOPIC is required for CHECKPOINT_STORE=kafka")
 		}
-	case "none":
-	default:
-		p.add("CHECKPOINT_STORE: %q is not one of file, nats-kv, kafka, none", c.Checkpoint.Store)
 	}
 	if c.Checkpoint.Key != "" && !isHexKey(c.Checkpoint.Key) {
 		p.add("CHECKPOINT_KEY: %q must be 64 lowercase hex characters (a SHA-256 digest)", c.Checkpoint.Key)
@@ -466,13 +441,17 @@ type Variable struct {
 	SecretFile bool
 	Redact     string
 	Value      reflect.Value
+	// Section is the Config field holding it ("NATS", "Kafka"; empty at
+	// the top level), Field its Go field name, and Lib its lib tag: the
+	// library fields it fills besides its section's (see libraryFields).
+	Section, Field, Lib string
 }
 
 // variables lists every environment variable Config reads, in declaration order.
 func variables(c *Config) []Variable {
 	var out []Variable
-	var walk func(v reflect.Value, prefix string)
-	walk = func(v reflect.Value, prefix string) {
+	var walk func(v reflect.Value, section, prefix string)
+	walk = func(v reflect.Value, section, prefix string) {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
@@ -489,7 +468,7 @@ func variables(c *Config) []Variable {
 						p = strings.TrimPrefix(o, "prefix=")
 					}
 				}
-				walk(v.Field(i), prefix+p)
+				walk(v.Field(i), f.Name, prefix+p)
 				continue
 			}
 			def := ""
@@ -499,10 +478,11 @@ func variables(c *Config) []Variable {
 				}
 			}
 			out = append(out, Variable{Name: prefix + name, Default: def, Secret: f.Tag.Get("secret") == "true",
-				SecretFile: f.Tag.Get("secretfile") == "true", Redact: f.Tag.Get("redact"), Value: v.Field(i)})
+				SecretFile: f.Tag.Get("secretfile") == "true", Redact: f.Tag.Get("redact"), Value: v.Field(i),
+				Section: section, Field: f.Name, Lib: f.Tag.Get("lib")})
 		}
 	}
-	walk(reflect.ValueOf(c).Elem(), "")
+	walk(reflect.ValueOf(c).Elem(), "", "")
 	return out
 }
 

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/aviso-bridge/aviso-bridge/aviso"
+	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
 func load(t *testing.T, env map[string]string) (*Config, error) {
@@ -38,11 +41,11 @@ func TestDefaults(t *testing.T) {
 		want any
 	}{
 		{"AVISO_IDENTIFIER", c.Aviso.Identifier, "{}"},
-		{"AVISO_MODE", c.Aviso.Mode, "watch"},
+		{"AVISO_MODE", c.Aviso.Mode, avisoMode(aviso.Watch)},
 		{"AVISO_HEARTBEAT_INTERVAL", c.Aviso.HeartbeatInterval, 30 * time.Second},
 		{"AVISO_IDLE_TIMEOUT", c.Aviso.IdleTimeout, 90 * time.Second},
 		{"AVISO_MAX_EVENT_SIZE", c.Aviso.MaxEventSize, ByteSize(8 << 20)},
-		{"SINK", c.Sink, "stdout"},
+		{"SINK", c.Sink, sinkStdout},
 		{"SINK_FORMAT", c.SinkFormat, "binary"},
 		{"NATS_URL", c.NATS.URL, "nats://127.0.0.1:4222"},
 		{"NATS_SUBJECT", c.NATS.Subject, "aviso.{event_type}"},
@@ -53,13 +56,13 @@ func TestDefaults(t *testing.T) {
 		{"KAFKA_BATCH_SIZE", c.Kafka.BatchSize, 100},
 		{"KAFKA_BATCH_TIMEOUT", c.Kafka.BatchTimeout, 5 * time.Millisecond},
 		{"KAFKA_COMPRESSION", c.Kafka.Compression, "none"},
-		{"CHECKPOINT_STORE", c.Checkpoint.Store, "file"},
+		{"CHECKPOINT_STORE", c.Checkpoint.Store, storeFile},
 		{"CHECKPOINT_FILE", c.Checkpoint.File, "data/checkpoint.json"},
 		{"CHECKPOINT_INTERVAL", c.Checkpoint.Interval, time.Second},
 		{"NATS_KV_BUCKET", c.NATS.KVBucket, "aviso_bridge"},
 		{"KAFKA_CHECKPOINT_TOPIC", c.Kafka.CheckpointTopic, "aviso-bridge-checkpoints"},
 		{"BRIDGE_MAX_IN_FLIGHT", c.Bridge.MaxInFlight, 256},
-		{"BRIDGE_ON_REJECT", c.Bridge.OnReject, "fail"},
+		{"BRIDGE_ON_REJECT", c.Bridge.OnReject, rejectPolicy(bridge.RejectFail)},
 		{"BRIDGE_DLQ_SUBJECT", c.Bridge.DLQSubject, "aviso.dlq"},
 		{"BRIDGE_DLQ_TOPIC", c.Bridge.DLQTopic, "aviso-dlq"},
 		{"BRIDGE_SHUTDOWN_TIMEOUT", c.Bridge.ShutdownTimeout, 20 * time.Second},

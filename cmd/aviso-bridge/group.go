@@ -1,12 +1,14 @@
 package main
 
+import "sync"
+
 // group runs a process's actors the way github.com/oklog/run's Group does:
 // each actor is an (execute, interrupt) pair; run starts every execute, and
 // when the first one returns it calls every interrupt with that error,
 // waits for every execute to return, and returns the first error.
 //
-// An execute must return once its interrupt has been called; an interrupt
-// must not block.
+// An execute must return once its interrupt has been called; interrupts
+// are called one after the other and should return promptly.
 type group struct {
 	actors []actor
 }
@@ -28,15 +30,14 @@ func (g *group) run() error {
 		return nil
 	}
 	errs := make(chan error, len(g.actors))
+	var wg sync.WaitGroup
 	for _, a := range g.actors {
-		go func(a actor) { errs <- a.execute() }(a)
+		wg.Go(func() { errs <- a.execute() })
 	}
 	first := <-errs
 	for _, a := range g.actors {
 		a.interrupt(first)
 	}
-	for i := 1; i < len(g.actors); i++ {
-		<-errs
-	}
+	wg.Wait()
 	return first
 }

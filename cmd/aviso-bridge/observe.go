@@ -273,25 +273,49 @@ func newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: t.ReadHeader, ReadTimeout: t.Read, WriteTimeout: t.Write, IdleTimeout: t.Idle}
 }
 
-// serveHTTP listens on addr and serves h until stop is called; stop shuts
-// the server down gracefully until its context ends, then closes it.
-func serveHTTP(addr string, h http.Handler, log *slog.Logger, t httpTimeouts) (stop func(context.Context), err error) {
+// httpEndpoints is the HTTP server as an actor: listening from
+// listenHTTP (so that a bad BRIDGE_HTTP_ADDR stops start-up at once),
+// serving in serve until stop.
+type httpEndpoints struct {
+	srv *http.Server
+	ln  net.Listener
+	log *slog.Logger
+}
+
+// listenHTTP listens on addr for h.
+func listenHTTP(addr string, h http.Handler, log *slog.Logger, t httpTimeouts) (*httpEndpoints, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("BRIDGE_HTTP_ADDR: listen on %s: %w", addr, err)
 	}
-	srv := newHTTPServer(h, t)
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("bridge.http.failed", "error", err.Error())
-		}
-	}()
 	log.Info("bridge.http.listening", "addr", ln.Addr().String())
-	return func(ctx context.Context) {
-		if srv.Shutdown(ctx) != nil {
-			_ = srv.Close()
-		}
-	}, nil
+	return &httpEndpoints{srv: newHTTPServer(h, t), ln: ln, log: log}, nil
+}
+
+// serve serves until stop; a failure is logged (the bridge goes on without
+// its endpoints).
+func (e *httpEndpoints) serve() error {
+	if err := e.srv.Serve(e.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		e.log.Error("bridge.http.failed", "error", err.Error())
+	}
+	return nil
+}
+
+// stop shuts the server down gracefully until ctx ends, then closes it.
+func (e *httpEndpoints) stop(ctx context.Context) {
+	if e.srv.Shutdown(ctx) != nil {
+		_ = e.srv.Close()
+	}
+}
+
+// serveHTTP listens on addr and serves h until stop is called.
+func serveHTTP(addr string, h http.Handler, log *slog.Logger, t httpTimeouts) (stop func(context.Context), err error) {
+	e, err := listenHTTP(addr, h, log, t)
+	if err != nil {
+		return nil, err
+	}
+	go func() { _ = e.serve() }()
+	return e.stop, nil
 }
 
 // healthcheck GETs /readyz on addr: exit 0 when ready, 1 otherwise.

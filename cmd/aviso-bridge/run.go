@@ -12,7 +12,6 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,8 +70,8 @@ func (c *stopClock) context(floor time.Duration) (context.Context, context.Cance
 	if at.IsZero() {
 		at = time.Now().Add(c.timeout)
 	}
-	if min := time.Now().Add(floor); at.Before(min) {
-		at = min
+	if earliest := time.Now().Add(floor); at.Before(earliest) {
+		at = earliest
 	}
 	return context.WithDeadline(context.Background(), at)
 }
@@ -95,218 +94,308 @@ func startInterrupted(ctx context.Context, err error, log *slog.Logger) bool {
 // runBridge wires the configured source, pipeline, sink and store and runs
 // them until ctx is done (drain, commit, nil), a replay completes (drain,
 // commit, nil), or a failure (a *ConfigError for exit 2, anything else for
-// exit 1). observe, when non-nil, is called once everything is running.
+// exit 1). observe, when non-nil, is called once everything is built.
+//
+// The process's actors run as a group: the HTTP endpoints (from the first
+// second, so that /readyz answers while the store and the sink are still
+// being reached) beside the bridge itself, which starts its components and
+// then runs the pipeline, the supervisor and the signal as a group of its
+// own (runActors).
 func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer, observe func(*running)) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
-	run := &running{Registry: reg}
-
-	identifier := json.RawMessage(cfg.Aviso.Identifier)
-	key, err := checkpointKey(cfg)
+	w, err := newWiring(ctx, cfg, log, out)
 	if err != nil {
-		return &ConfigError{Err: err}
+		return err
 	}
-	run.Key = key
-	log.Info("bridge.starting", "version", versionString(), "aviso_url", cfg.avisoURLForLog(), "event_type", cfg.Aviso.EventType,
-		"identifier", cfg.Aviso.Identifier, "mode", cfg.Aviso.Mode, "sink", cfg.Sink, "checkpoint_store", cfg.Checkpoint.Store,
-		"checkpoint_key", key)
-	for _, w := range cfg.securityWarnings() {
-		log.Warn(w.Event, "hint", w.Message)
-	}
-	if cfg.Aviso.InsecureSkipVerify {
-		log.Warn("aviso.tls.insecure", "hint", "AVISO_INSECURE_SKIP_VERIFY=true: the aviso-server certificate is not verified; use AVISO_CA_FILE instead")
-	}
-	clock, stopClock := newStopClock(ctx, cfg.Bridge.ShutdownTimeout)
-	defer stopClock()
-
-	// The endpoints come first: /healthz and /readyz answer from the first
-	// second, also while the store and the sink are still being reached.
-	ready := &readyState{}
-	ready.starting("connecting to the " + cfg.Checkpoint.Store + " checkpoint store")
+	defer w.release()
+	var g group
 	if cfg.Bridge.HTTPAddr != "" {
-		stopHTTP, err := serveHTTP(cfg.Bridge.HTTPAddr, newHTTPHandler(reg, ready.conditions(cfg.Bridge.ReadyStall)), log, defaultHTTPTimeouts)
+		h, err := listenHTTP(cfg.Bridge.HTTPAddr, newHTTPHandler(w.run.Registry, w.ready.conditions(cfg.Bridge.ReadyStall)), log, defaultHTTPTimeouts)
 		if err != nil {
 			return &ConfigError{Err: err}
 		}
-		defer func() {
-			sctx, cancel := clock.context(closeFloor)
+		g.add(h.serve, func(error) {
+			sctx, cancel := w.clock.context(closeFloor)
 			defer cancel()
-			stopHTTP(sctx)
-		}()
+			h.stop(sctx)
+		})
 	}
+	var result error
+	// The endpoints failing does not stop the bridge: its interrupt is
+	// empty, and it stops on ctx.
+	g.add(func() error {
+		result = w.bridge(ctx, observe)
+		return errBridgeReturned
+	}, func(error) {})
+	_ = g.run()
+	return result
+}
 
-	// Checkpoint store first: a held key or an unusable store stops here.
-	// The store and the sink share their connections, closed after both.
-	cl := newClients(cfg, log)
-	defer cl.close()
-	rawStore, err := openStore(ctx, cfg, key, log, cl)
-	if err != nil {
-		if startInterrupted(ctx, err, log) {
-			return nil
-		}
-		return err
-	}
-	store := &trackedStore{Store: rawStore}
-	defer closeWithin(clock, log, "checkpoint store", func(context.Context) error { return store.Close() })
-	cp, found, err := store.Load(ctx)
-	if err != nil {
-		if startInterrupted(ctx, err, log) {
-			return nil
-		}
-		return fmt.Errorf("checkpoint store %s: load key %s: %w", cfg.Checkpoint.Store, key, err)
-	}
-	if other, ok := rawStore.(interface{ OtherKeys() []string }); ok && !found {
-		if keys := other.OtherKeys(); len(keys) > 0 {
-			log.Warn("bridge.checkpoint.other_keys", "checkpoint_key", key, "keys_found", keys, "checkpoint_file", cfg.Checkpoint.File,
-				"hint", "the checkpoint file holds positions of other keys but none for this one: AVISO_URL, AVISO_EVENT_TYPE, AVISO_IDENTIFIER or CHECKPOINT_KEY changed? Starting from AVISO_FROM_*; set CHECKPOINT_KEY to one of keys_found to resume from it instead")
-		}
-	}
-	if found {
-		log.Info("bridge.checkpoint.loaded", "sequence", cp.Sequence, "event_id", cp.EventID, "checkpoint_key", key,
-			"resume_from_id", resumeFromID(cp.Sequence))
-		m.CheckpointSequence.Set(float64(cp.Sequence))
-	}
+// Markers of which actor returned first.
+var (
+	errBridgeReturned   = errors.New("bridge returned")
+	errPipelineReturned = errors.New("pipeline returned")
+	errReplayComplete   = errors.New("replay complete")
+	errSignalled        = errors.New("stop requested")
+)
 
-	// The sequence this run resumes after: the Kafka sink's start-up scan
-	// reads back at least that far to skip what the topic already holds.
-	var resumeAfter uint64
-	if found {
-		resumeAfter = cp.Sequence
-	} else if v, err := strconv.ParseUint(strings.TrimSpace(cfg.Aviso.FromID), 10, 64); err == nil && v > 0 {
-		resumeAfter = v - 1
-	}
-	ready.starting("connecting to the " + cfg.Sink + " sink")
-	sink, err := openSink(ctx, cfg, log, m, out, resumeAfter, cl)
-	if err != nil {
-		if startInterrupted(ctx, err, log) {
-			return nil
-		}
-		return err
-	}
-	defer closeWithin(clock, log, "sink", sink.Close)
+// wiring is what runBridge builds before anything connects.
+type wiring struct {
+	cfg     *Config
+	log     *slog.Logger
+	out     io.Writer
+	metrics *bridge.Metrics
+	run     *running
+	ready   *readyState
+	clock   *stopClock
+	release func() bool
+}
 
-	start := supervisor.Start{}
-	if found {
-		start.Checkpoint, start.HasCheckpoint = cp.Sequence, true
+func newWiring(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (*wiring, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	key, err := checkpointKey(cfg)
+	if err != nil {
+		return nil, &ConfigError{Err: err}
 	}
-	if pr, ok := sink.(bridge.PositionReporter); ok {
-		if seq, ok, err := pr.LastStored(ctx); err != nil {
-			log.Warn("bridge.sink.position_unknown", "error", err.Error())
-		} else if ok && (!start.HasCheckpoint || seq > start.Checkpoint) {
-			log.Info("bridge.sink.position", "sequence", seq, "checkpoint", cp.Sequence, "action", "resuming after the sink's stored position")
-			start.Checkpoint, start.HasCheckpoint = seq, true
-		}
+	w := &wiring{cfg: cfg, log: log, out: out, metrics: metrics.New(reg), run: &running{Registry: reg, Key: key}, ready: &readyState{}}
+	w.logStart()
+	w.clock, w.release = newStopClock(ctx, cfg.Bridge.ShutdownTimeout)
+	w.ready.starting("connecting to the " + string(cfg.Checkpoint.Store) + " checkpoint store")
+	return w, nil
+}
+
+func (w *wiring) logStart() {
+	cfg := w.cfg
+	w.log.Info("bridge.starting", "version", versionString(), "aviso_url", cfg.avisoURLForLog(), "event_type", cfg.Aviso.EventType,
+		"identifier", cfg.Aviso.Identifier, "mode", cfg.Aviso.Mode.String(), "sink", string(cfg.Sink), "checkpoint_store", string(cfg.Checkpoint.Store),
+		"checkpoint_key", w.run.Key)
+	for _, sw := range cfg.securityWarnings() {
+		w.log.Warn(sw.Event, "hint", sw.Message)
 	}
-	if ctx.Err() != nil {
-		log.Info("bridge.start.interrupted", "reason", "stop requested while starting")
+	if cfg.Aviso.InsecureSkipVerify {
+		w.log.Warn("aviso.tls.insecure", "hint", "AVISO_INSECURE_SKIP_VERIFY=true: the aviso-server certificate is not verified; use AVISO_CA_FILE instead")
+	}
+}
+
+// startFailed is the result of a start-up step that failed: nil when a stop
+// was requested meanwhile (not a failure, exit 0).
+func (w *wiring) startFailed(ctx context.Context, err error) error {
+	if startInterrupted(ctx, err, w.log) {
 		return nil
 	}
-	if !start.HasCheckpoint {
-		if cfg.Aviso.FromID != "" {
-			v, _ := strconv.ParseUint(strings.TrimSpace(cfg.Aviso.FromID), 10, 64)
-			start.FromID = &v
+	return err
+}
+
+// bridge opens the store and the sink, builds the pipeline and the
+// supervisor, runs them, and closes the sink and the store within the stop
+// deadline.
+func (w *wiring) bridge(ctx context.Context, observe func(*running)) error {
+	// The store and the sink share their connections, closed after both.
+	cl := newClients(w.cfg, w.log)
+	defer cl.close()
+	// Checkpoint store first: a held key or an unusable store stops here.
+	store, loaded, err := w.openStore(ctx, cl)
+	if err != nil {
+		return w.startFailed(ctx, err)
+	}
+	defer closeWithin(w.clock, w.log, "checkpoint store", func(context.Context) error { return store.Close() })
+	w.ready.starting("connecting to the " + string(w.cfg.Sink) + " sink")
+	var cpSeq *uint64
+	if loaded != nil {
+		cpSeq = &loaded.Sequence
+	}
+	sink, err := openSink(ctx, w.cfg, w.log, w.metrics, w.out, resumeAfter(cpSeq, w.cfg.Aviso.FromID.ptr()), cl)
+	if err != nil {
+		return w.startFailed(ctx, err)
+	}
+	defer closeWithin(w.clock, w.log, "sink", sink.Close)
+	plan := resolveStart(startInputs{Checkpoint: cpSeq, Stored: w.storedPosition(ctx, sink),
+		FromID: w.cfg.Aviso.FromID.ptr(), FromDate: strings.TrimSpace(w.cfg.Aviso.FromDate)})
+	w.logPlan(plan, cpSeq)
+	if ctx.Err() != nil {
+		w.log.Info("bridge.start.interrupted", "reason", "stop requested while starting")
+		return nil
+	}
+	pipe, sup, err := w.build(sink, store, loaded, plan.Start)
+	if err != nil {
+		return err
+	}
+	w.run.Pipeline, w.run.Supervisor = pipe, sup
+	w.ready.running(sup, pipe, sink, store)
+	if observe != nil {
+		observe(w.run)
+	}
+	w.log.Info("bridge.started", "checkpoint_key", w.run.Key, "max_in_flight", w.cfg.Bridge.MaxInFlight)
+	err = w.runActors(ctx, pipe, sup)
+	st := pipe.Status()
+	w.log.Info("bridge.stopped", "checkpoint", st.Checkpoint.Sequence, "checkpoint_found", st.CheckpointFound, "in_flight", st.InFlight)
+	return err
+}
+
+// openStore opens the checkpoint store and loads this key's checkpoint
+// (nil when there is none).
+func (w *wiring) openStore(ctx context.Context, cl *clients) (*trackedStore, *bridge.Checkpoint, error) {
+	cfg, key := w.cfg, w.run.Key
+	rawStore, err := openStore(ctx, cfg, key, w.log, cl)
+	if err != nil {
+		return nil, nil, err
+	}
+	store := &trackedStore{Store: rawStore}
+	cp, found, err := store.Load(ctx)
+	if err != nil {
+		closeWithin(w.clock, w.log, "checkpoint store", func(context.Context) error { return store.Close() })
+		return nil, nil, fmt.Errorf("checkpoint store %s: load key %s: %w", cfg.Checkpoint.Store, key, err)
+	}
+	if !found {
+		w.warnOtherKeys(rawStore)
+		return store, nil, nil
+	}
+	w.log.Info("bridge.checkpoint.loaded", "sequence", cp.Sequence, "event_id", cp.EventID, "checkpoint_key", key,
+		"resume_from_id", resumeFromID(cp.Sequence))
+	w.metrics.CheckpointSequence.Set(float64(cp.Sequence))
+	return store, &cp, nil
+}
+
+// warnOtherKeys warns when the store holds positions of other keys but
+// none for this one (the file store tells).
+func (w *wiring) warnOtherKeys(store bridge.Store) {
+	other, ok := store.(interface{ OtherKeys() []string })
+	if !ok {
+		return
+	}
+	if keys := other.OtherKeys(); len(keys) > 0 {
+		w.log.Warn("bridge.checkpoint.other_keys", "checkpoint_key", w.run.Key, "keys_found", keys, "checkpoint_file", w.cfg.Checkpoint.File,
+			"hint", "the checkpoint file holds positions of other keys but none for this one: AVISO_URL, AVISO_EVENT_TYPE, AVISO_IDENTIFIER or CHECKPOINT_KEY changed? Starting from AVISO_FROM_*; set CHECKPOINT_KEY to one of keys_found to resume from it instead")
+	}
+}
+
+// storedPosition is the last sequence the sink holds, when it tells.
+func (w *wiring) storedPosition(ctx context.Context, sink bridge.Sink) *uint64 {
+	pr, ok := sink.(bridge.PositionReporter)
+	if !ok {
+		return nil
+	}
+	seq, ok, err := pr.LastStored(ctx)
+	if err != nil {
+		w.log.Warn("bridge.sink.position_unknown", "error", err.Error())
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	return &seq
+}
+
+func (w *wiring) logPlan(plan startPlan, checkpoint *uint64) {
+	if plan.SinkAhead {
+		var cp uint64
+		if checkpoint != nil {
+			cp = *checkpoint
 		}
-		start.FromDate = strings.TrimSpace(cfg.Aviso.FromDate)
-	} else if cfg.Aviso.FromID != "" || cfg.Aviso.FromDate != "" {
-		log.Info("bridge.start.checkpoint_wins", "checkpoint", start.Checkpoint,
+		w.log.Info("bridge.sink.position", "sequence", plan.Start.Checkpoint, "checkpoint", cp, "action", "resuming after the sink's stored position")
+	}
+	if plan.FromIgnored {
+		w.log.Info("bridge.start.checkpoint_wins", "checkpoint", plan.Start.Checkpoint,
 			"ignored", "AVISO_FROM_ID/AVISO_FROM_DATE apply only when no checkpoint exists")
 	}
+}
 
-	reject, _ := bridge.ParseRejectPolicy(cfg.Bridge.OnReject)
-	pcfg := bridge.PipelineConfig{
+// build makes the pipeline and the supervisor.
+func (w *wiring) build(sink bridge.Sink, store bridge.Store, loaded *bridge.Checkpoint, start supervisor.Start) (*bridge.Pipeline, *supervisor.Supervisor, error) {
+	cfg := w.cfg
+	reject := bridge.RejectPolicy(cfg.Bridge.OnReject)
+	pipe, err := bridge.NewPipeline(sink, store, bridge.PipelineConfig{
 		MaxInFlight:        cfg.Bridge.MaxInFlight,
 		MaxInFlightBytes:   int64(cfg.Bridge.MaxInFlightBytes),
 		CheckpointInterval: cfg.Checkpoint.Interval,
 		ShutdownTimeout:    cfg.Bridge.ShutdownTimeout,
 		OnReject:           reject,
-		Logger:             log,
-		Metrics:            m,
-	}
-	if found {
-		pcfg.Start = &cp
-	}
-	pipe, err := bridge.NewPipeline(sink, store, pcfg)
+		Start:              loaded,
+		Logger:             w.log,
+		Metrics:            w.metrics,
+	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-
 	client, err := avisoClient(cfg)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	mode := aviso.Watch
-	if cfg.Aviso.Mode == "replay" {
-		mode = aviso.Replay
-	}
-	scfg := supervisor.Config{
+	sup, err := supervisor.New(supervisor.Config{
 		Client:      client,
-		Mode:        mode,
+		Mode:        aviso.Mode(cfg.Aviso.Mode),
 		EventType:   cfg.Aviso.EventType,
-		Identifier:  identifier,
+		Identifier:  json.RawMessage(cfg.Aviso.Identifier),
 		Start:       start,
 		Pipeline:    pipe,
+		ToID:        cfg.Aviso.ToID.ptr(),
 		ToDate:      strings.TrimSpace(cfg.Aviso.ToDate),
 		DeadLetters: reject == bridge.RejectDLQ,
-		Logger:      log,
-		Metrics:     m,
-	}
-	if cfg.Aviso.ToID != "" {
-		v, _ := strconv.ParseUint(strings.TrimSpace(cfg.Aviso.ToID), 10, 64)
-		scfg.ToID = &v
-	}
-	sup, err := supervisor.New(scfg)
+		Logger:      w.log,
+		Metrics:     w.metrics,
+	})
 	if err != nil {
-		return asConfigError(err)
+		return nil, nil, asConfigError(err)
 	}
-	run.Pipeline, run.Supervisor = pipe, sup
-	ready.running(sup, pipe, sink, store)
+	return pipe, sup, nil
+}
 
-	// The pipeline drains on ctx cancellation (up to BRIDGE_SHUTDOWN_TIMEOUT);
-	// the supervisor stops reading at once. runCtx also stops both when the
-	// other fails.
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
-	pdone := make(chan error, 1)
-	go func() {
-		err := pipe.Run(runCtx)
-		if err == nil {
-			run.Committed.Store(true)
+// runActors runs the pipeline, the supervisor and the signal as a group.
+// The pipeline drains when interrupted (up to BRIDGE_SHUTDOWN_TIMEOUT),
+// except after a completed replay, where it delivers and commits
+// everything; the supervisor stops reading at once. Both contexts also
+// derive from ctx, so the signal reaches them however the group stands.
+func (w *wiring) runActors(ctx context.Context, pipe *bridge.Pipeline, sup *supervisor.Supervisor) error {
+	var g group
+	var perr, serr error
+	pctx, stopPipe := context.WithCancel(ctx)
+	defer stopPipe()
+	g.add(func() error {
+		perr = pipe.Run(pctx)
+		if perr == nil {
+			w.run.Committed.Store(true)
 		}
-		pdone <- err
-	}()
-	sdone := make(chan error, 1)
-	go func() { sdone <- sup.Run(runCtx) }()
-	if observe != nil {
-		observe(run)
-	}
-	log.Info("bridge.started", "checkpoint_key", key, "max_in_flight", cfg.Bridge.MaxInFlight)
-
-	var serr, perr error
-	select {
-	case serr = <-sdone:
-		switch {
-		case serr == nil:
+		return errPipelineReturned
+	}, func(cause error) {
+		if !errors.Is(cause, errReplayComplete) {
+			stopPipe()
+		}
+	})
+	sctx, stopSup := context.WithCancel(ctx)
+	defer stopSup()
+	g.add(func() error {
+		serr = sup.Run(sctx)
+		if serr == nil {
 			// Replay completed: deliver everything, commit, exit 0.
 			pipe.CloseInput()
-			perr = <-pdone
-		case ctx.Err() != nil && errors.Is(serr, ctx.Err()):
-			serr = nil
-			perr = <-pdone
-		default:
-			// A configuration error or a stopped pipeline: drain what is in
-			// flight, then report.
-			cancelRun()
-			perr = <-pdone
+			return errReplayComplete
 		}
-	case perr = <-pdone:
-		cancelRun()
-		<-sdone
+		return serr
+	}, func(error) { stopSup() })
+	quit := make(chan struct{})
+	g.add(func() error {
+		select {
+		case <-ctx.Done():
+			return errSignalled
+		case <-quit:
+			return nil
+		}
+	}, func(error) { close(quit) })
+	first := g.run()
+	return outcome(first, perr, serr, ctx.Err() != nil)
+}
+
+// outcome is the bridge's result once the pipeline (perr) and the
+// supervisor (serr) have returned; first is what stopped the group and
+// signalled whether a stop was requested. The supervisor's error counts
+// only when it stopped the group for a reason of its own; the pipeline's
+// own failure (a rejection under fail, a held key) is the cause when the
+// supervisor only saw the pipeline stop.
+func outcome(first, perr, serr error, signalled bool) error {
+	if errors.Is(first, errReplayComplete) || errors.Is(first, errPipelineReturned) ||
+		(signalled && errors.Is(serr, context.Canceled)) {
+		serr = nil
 	}
-	st := pipe.Status()
-	log.Info("bridge.stopped", "checkpoint", st.Checkpoint.Sequence, "checkpoint_found", st.CheckpointFound, "in_flight", st.InFlight)
-	// The pipeline's own failure (a rejection under fail, a held key) is
-	// the cause when the supervisor only saw the pipeline stop.
 	if perr != nil && !errors.Is(perr, context.Canceled) && (serr == nil || errors.Is(serr, bridge.ErrStopped)) {
 		return perr
 	}
@@ -398,7 +487,7 @@ func (s *trackedStore) Healthy() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.lastErr != nil {
-		return fmt.Errorf("checkpoint commits failing since %s: %v", s.since.UTC().Format(time.RFC3339), s.lastErr)
+		return fmt.Errorf("checkpoint commits failing since %s: %w", s.since.UTC().Format(time.RFC3339), s.lastErr)
 	}
 	return nil
 }
@@ -420,7 +509,7 @@ func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metr
 	case "nats", "jetstream":
 		nc := natsSinkConfig(cfg)
 		if err := nc.Validate(); err != nil {
-			return nil, &ConfigError{Err: err}
+			return nil, &ConfigError{Err: libraryError(libNATS, err)}
 		}
 		conn, err := cl.nats(ctx)
 		if err != nil {
@@ -448,14 +537,13 @@ func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metr
 
 // natsSinkConfig is the NATS sink's configuration.
 func natsSinkConfig(cfg *Config) natssink.Config {
-	reject, _ := bridge.ParseRejectPolicy(cfg.Bridge.OnReject)
 	return natssink.Config{
 		ConnConfig:         natsConn(cfg),
 		Mode:               natssink.Mode(cfg.Sink),
 		Format:             natssink.Format(cfg.SinkFormat),
 		Subject:            cfg.NATS.Subject,
 		DLQSubject:         cfg.Bridge.DLQSubject,
-		DeadLetters:        reject == bridge.RejectDLQ,
+		DeadLetters:        bridge.RejectPolicy(cfg.Bridge.OnReject) == bridge.RejectDLQ,
 		Stream:             cfg.NATS.Stream,
 		StreamCreate:       cfg.NATS.StreamCreate,
 		StreamSubjects:     natssink.SplitList(cfg.NATS.StreamSubjects),
@@ -495,7 +583,7 @@ func natsConn(cfg *Config) natssink.ConnConfig {
 func kafkaConfig(cfg *Config) (kafkasink.Config, error) {
 	kc := kafkaSettings(cfg)
 	if err := kc.Validate(); err != nil {
-		return kc, &ConfigError{Err: err}
+		return kc, &ConfigError{Err: libraryError(libKafka, err)}
 	}
 	return kc, nil
 }
@@ -542,9 +630,11 @@ func splitList(s string) []string {
 	return out
 }
 
-// retryStart calls open until it succeeds, fails with a configuration or
-// permanent error, or ctx ends: a broker that is still starting next to the
-// bridge is waited for, with the wait logged.
+// retryStart calls open until it succeeds, fails with an error waiting
+// cannot fix, or ctx ends: a broker that is still starting next to the
+// bridge is waited for, with the wait logged. Only a *bridge.RetryableError
+// (the sinks' and stores' "not reachable or not ready yet") is waited out;
+// a configuration error, a permanent error or a held key never is.
 func retryStart[T any](ctx context.Context, log *slog.Logger, what string, open func() (T, error)) (T, error) {
 	delay := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -553,12 +643,11 @@ func retryStart[T any](ctx context.Context, log *slog.Logger, what string, open 
 			return v, nil
 		}
 		var zero T
-		var ce *ConfigError
-		// A typed *bridge.RetryableError decides; the text is the fallback
-		// for errors not typed yet.
-		if errors.As(err, &ce) || bridge.IsPermanent(err) || errors.Is(err, bridge.ErrKeyHeld) || !(bridge.IsRetryable(err) || retryableStart(err)) {
+		wait, ok := startWait(err)
+		if !ok {
 			return zero, err
 		}
+		delay = max(delay, wait)
 		log.Warn("bridge.start.retrying", "component", what, "attempt", attempt, "delay", delay.String(), "error", err.Error())
 		t := time.NewTimer(delay)
 		select {
@@ -571,18 +660,18 @@ func retryStart[T any](ctx context.Context, log *slog.Logger, what string, open 
 	}
 }
 
-// retryableStart reports whether a start-up error is worth waiting out:
-// the destination is unreachable or not ready, not misconfigured.
-func retryableStart(err error) bool {
-	msg := strings.ToLower(err.Error())
-	for _, s := range []string{"connection refused", "no servers available", "timeout", "timed out", "i/o timeout",
-		"no route to host", "connection reset", "eof", "broken pipe", "no responders", "temporarily unavailable",
-		"leader not available", "not available", "dial tcp", "deadline exceeded"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
+// startWait reports whether a start-up error is worth waiting out, and the
+// least wait its source suggests.
+func startWait(err error) (time.Duration, bool) {
+	var ce *ConfigError
+	if errors.As(err, &ce) || bridge.IsPermanent(err) || errors.Is(err, bridge.ErrKeyHeld) {
+		return 0, false
 	}
-	return false
+	var r *bridge.RetryableError
+	if !errors.As(err, &r) {
+		return 0, false
+	}
+	return r.Wait, true
 }
 
 // avisoClient builds the aviso client: TLS from AVISO_CA_FILE and

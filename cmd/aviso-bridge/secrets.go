@@ -139,8 +139,11 @@ func (c *Config) validateComponents() error {
 	}
 	key, err := checkpointKey(c)
 	add(err)
-	if c.Sink == "nats" || c.Sink == "jetstream" {
-		add(natsSinkConfig(c).Validate())
+	switch {
+	case c.Sink == sinkNATS || c.Sink == sinkJetStream:
+		add(libraryError(libNATS, natsSinkConfig(c).Validate()))
+	case c.usesNATS():
+		add(libraryError(libNATS, natsConn(c).Validate()))
 	}
 	if key != "" {
 		add(validateStore(c, key))

@@ -65,7 +65,7 @@ func (c *clients) kafka() (*kafkago.Transport, error) {
 	}
 	kt, err := kafkasink.NewTransport(kc)
 	if err != nil {
-		return nil, &ConfigError{Err: err}
+		return nil, &ConfigError{Err: libraryError(libKafka, err)}
 	}
 	c.kt = kt
 	return kt, nil

@@ -40,8 +40,8 @@ const (
 	DefaultCheckpointTopic = "aviso-bridge-checkpoints"
 	DefaultMaxInFlight     = 256
 	DefaultMaxAttempts     = 3
-	DefaultRetryBackoffMin = 10 * time.Millisecond
-	DefaultRetryBackoffMax = 100 * time.Millisecond
+	DefaultRetryBackoffMin = 10 * time.Millisecond  //nolint:revive // the field is RetryBackoffMin
+	DefaultRetryBackoffMax = 100 * time.Millisecond //nolint:revive // the field is RetryBackoffMax
 	DefaultWriteTimeout    = 10 * time.Second
 	DefaultDialTimeout     = 5 * time.Second
 	DefaultClientID        = "aviso-bridge"
@@ -58,9 +58,71 @@ const (
 	FormatStructured = "structured"
 )
 
-// Config configures the sink and the checkpoint store. It mirrors the
-// environment variables of interface.md section 2 (named on each field);
-// main reads the environment and fills it. A zero field means its default.
+// Acks is how many replicas acknowledge a produce request (KAFKA_ACKS).
+type Acks string
+
+// Acks values. ParseAcks also takes "-1" and "1".
+const (
+	AcksAll Acks = "all"
+	AcksOne Acks = "one"
+)
+
+// ParseAcks parses an Acks value: all (or -1) or one (or 1), any case.
+func ParseAcks(s string) (Acks, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "all", "-1":
+		return AcksAll, nil
+	case "one", "1":
+		return AcksOne, nil
+	}
+	return "", fmt.Errorf("unknown value %q (want all or one)", s)
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseAcks.
+func (a *Acks) UnmarshalText(b []byte) error {
+	v, err := ParseAcks(string(b))
+	if err != nil {
+		return err
+	}
+	*a = v
+	return nil
+}
+
+// Compression is the produce batch codec (KAFKA_COMPRESSION).
+type Compression string
+
+// Compression values.
+const (
+	CompressionNone   Compression = "none"
+	CompressionGzip   Compression = "gzip"
+	CompressionSnappy Compression = "snappy"
+	CompressionLz4    Compression = "lz4"
+	CompressionZstd   Compression = "zstd"
+)
+
+// ParseCompression parses a Compression value, any case.
+func ParseCompression(s string) (Compression, error) {
+	switch c := Compression(strings.ToLower(strings.TrimSpace(s))); c {
+	case CompressionNone, CompressionGzip, CompressionSnappy, CompressionLz4, CompressionZstd:
+		return c, nil
+	}
+	return "", fmt.Errorf("unknown codec %q (want none, gzip, snappy, lz4 or zstd)", s)
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseCompression.
+func (c *Compression) UnmarshalText(b []byte) error {
+	v, err := ParseCompression(string(b))
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}
+
+// Config configures the sink and the checkpoint store; main fills it (each
+// field names the environment variable it comes from). A zero field means
+// its default. Validate's errors name the Go field ("Acks: ..."), which the
+// caller maps to what its operator set.
 type Config struct {
 	// Brokers is KAFKA_BROKERS (required): bootstrap "host:port" addresses.
 	Brokers []string
@@ -208,33 +270,44 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate checks c (after defaults) and returns an error naming the
-// environment variable to fix. It does not touch the network; files named
-// by the TLS and password variables are read.
+// Validate checks c (after defaults). Each problem is a
+// *bridge.FieldError naming the Go fields to fix ("Acks: ..."); several are
+// joined. It does not touch the network; the TLS and password files are
+// read.
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	errs = append(errs, c.validateNames()...)
+	errs = append(errs, c.validateLimits()...)
+	errs = append(errs, c.validateSecurity()...)
+	return errors.Join(errs...)
+}
 
+// validateNames checks the brokers, the templates, the topic and the
+// choices.
+func (c Config) validateNames() []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, bridge.FieldErrorf(field, format, args...))
+	}
 	if len(c.Brokers) == 0 {
-		add("KAFKA_BROKERS: required (comma-separated host:port)")
+		add("Brokers", "required (comma-separated host:port)")
 	}
 	for _, b := range c.Brokers {
 		if i := strings.LastIndexByte(b, ':'); i <= 0 || i == len(b)-1 {
-			add("KAFKA_BROKERS: %q is not host:port", b)
+			add("Brokers", "%q is not host:port", b)
 		}
 	}
-	if _, err := bridge.ParseTemplate(c.Topic, bridge.EncodeKafkaTopic); err != nil {
-		add("KAFKA_TOPIC: %w", err)
-	}
-	if _, err := bridge.ParseTemplate(c.Key, bridge.EncodeNone); err != nil {
-		add("KAFKA_KEY: %w", err)
-	}
-	if _, err := bridge.ParseTemplate(c.DLQTopic, bridge.EncodeKafkaTopic); err != nil {
-		add("BRIDGE_DLQ_TOPIC: %w", err)
+	for _, t := range []struct {
+		field, src string
+		enc        bridge.Encoding
+	}{{"Topic", c.Topic, bridge.EncodeKafkaTopic}, {"Key", c.Key, bridge.EncodeNone}, {"DLQTopic", c.DLQTopic, bridge.EncodeKafkaTopic}} {
+		if _, err := bridge.ParseTemplate(t.src, t.enc); err != nil {
+			add(t.field, "%w", err)
+		}
 	}
 	if err := validTopicName(c.CheckpointTopic); err != nil {
-		add("KAFKA_CHECKPOINT_TOPIC: %w", err)
+		add("CheckpointTopic", "%w", err)
 	}
 	if _, err := c.requiredAcks(); err != nil {
 		errs = append(errs, err)
@@ -242,43 +315,53 @@ func (c Config) Validate() error {
 	if _, err := c.compression(); err != nil {
 		errs = append(errs, err)
 	}
-	switch c.Format {
-	case FormatBinary, FormatStructured:
-	default:
-		add("SINK_FORMAT: unknown format %q (want binary or structured)", c.Format)
+	if c.Format != FormatBinary && c.Format != FormatStructured {
+		add("Format", "unknown format %q (want binary or structured)", c.Format)
 	}
-	if c.BatchSize < 1 {
-		add("KAFKA_BATCH_SIZE: must be at least 1, got %d", c.BatchSize)
-	}
-	if c.BatchTimeout < 0 {
-		add("KAFKA_BATCH_TIMEOUT: must not be negative, got %s", c.BatchTimeout)
-	}
-	if c.BatchBytes < 1 {
-		add("KAFKA_BATCH_BYTES: must be positive, got %d", c.BatchBytes)
-	}
-	if c.MaxInFlight < 1 {
-		add("BRIDGE_MAX_IN_FLIGHT: must be at least 1, got %d", c.MaxInFlight)
-	}
-	if c.MaxAttempts < 1 {
-		add("KAFKA_MAX_ATTEMPTS: must be at least 1, got %d", c.MaxAttempts)
+	return errs
+}
+
+// validateLimits checks the sizes, counts and durations.
+func (c Config) validateLimits() []error {
+	var errs []error
+	for _, l := range []struct {
+		field string
+		bad   bool
+		want  string
+		got   any
+	}{
+		{"BatchSize", c.BatchSize < 1, "must be at least 1", c.BatchSize},
+		{"BatchTimeout", c.BatchTimeout < 0, "must not be negative", c.BatchTimeout},
+		{"BatchBytes", c.BatchBytes < 1, "must be positive", c.BatchBytes},
+		{"MaxInFlight", c.MaxInFlight < 1, "must be at least 1", c.MaxInFlight},
+		{"MaxAttempts", c.MaxAttempts < 1, "must be at least 1", c.MaxAttempts},
+		{"WriteTimeout", c.WriteTimeout < 0, "must not be negative", c.WriteTimeout},
+		{"DialTimeout", c.DialTimeout < 0, "must not be negative", c.DialTimeout},
+		{"DedupeScan", c.DedupeScan < -1, "want -1 (off), 0 (default) or a record count", c.DedupeScan},
+		{"DedupeScanMax", c.DedupeScanMax < 0, "must not be negative", c.DedupeScanMax},
+		{"CheckpointReplicationFactor", c.CheckpointReplicationFactor < -1, "want -1 (broker default) or a positive count", c.CheckpointReplicationFactor},
+	} {
+		if l.bad {
+			errs = append(errs, bridge.FieldErrorf(l.field, "%s, got %v", l.want, l.got))
+		}
 	}
 	if c.RetryBackoffMin < 0 || c.RetryBackoffMax < c.RetryBackoffMin {
-		add("KAFKA_RETRY_BACKOFF_MIN/KAFKA_RETRY_BACKOFF_MAX: want 0 <= min <= max, got %s and %s", c.RetryBackoffMin, c.RetryBackoffMax)
+		errs = append(errs, &bridge.FieldError{Fields: []string{"RetryBackoffMin", "RetryBackoffMax"},
+			Err: fmt.Errorf("want 0 <= min <= max, got %s and %s", c.RetryBackoffMin, c.RetryBackoffMax)})
 	}
-	if c.WriteTimeout < 0 {
-		add("KAFKA_WRITE_TIMEOUT: must not be negative, got %s", c.WriteTimeout)
+	return errs
+}
+
+// validateSecurity checks the SASL credentials and the TLS files.
+func (c Config) validateSecurity() []error {
+	var errs []error
+	sasl := strings.TrimSpace(c.SASLMechanism) != ""
+	if c.Password != "" && c.PasswordFile != "" && !sasl {
+		errs = append(errs, errPasswordTwice())
 	}
-	if c.DialTimeout < 0 {
-		add("KAFKA_DIAL_TIMEOUT: must not be negative, got %s", c.DialTimeout)
-	}
-	if c.DedupeScan < -1 {
-		add("KAFKA_DEDUPE_SCAN: want -1 (off), 0 (default) or a record count, got %d", c.DedupeScan)
-	}
-	if c.DedupeScanMax < 0 {
-		add("KAFKA_DEDUPE_SCAN_MAX: must not be negative, got %d", c.DedupeScanMax)
-	}
-	if c.CheckpointReplicationFactor < -1 {
-		add("KAFKA_CHECKPOINT_REPLICATION_FACTOR: want -1 (broker default) or a positive count, got %d", c.CheckpointReplicationFactor)
+	if sasl && c.Username != "" && c.Password == "" && c.PasswordFile == "" {
+		errs = append(errs, &bridge.FieldError{Fields: []string{"Password", "PasswordFile"},
+			Err: fmt.Errorf("one is required with SASL mechanism %s", c.SASLMechanism)})
 	}
 	if _, err := c.saslMechanism(); err != nil {
 		errs = append(errs, err)
@@ -286,47 +369,48 @@ func (c Config) Validate() error {
 	if _, err := c.tlsConfig(); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func (c Config) requiredAcks() (kafkago.RequiredAcks, error) {
-	switch strings.ToLower(c.Acks) {
-	case "all", "-1":
-		return kafkago.RequireAll, nil
-	case "one", "1":
+	a, err := ParseAcks(string(c.Acks))
+	if err != nil {
+		return 0, bridge.FieldErrorf("Acks", "%w", err)
+	}
+	if a == AcksOne {
 		return kafkago.RequireOne, nil
 	}
-	return 0, fmt.Errorf("KAFKA_ACKS: unknown value %q (want all or one)", c.Acks)
+	return kafkago.RequireAll, nil
 }
 
 func (c Config) compression() (kafkago.Compression, error) {
-	switch strings.ToLower(c.Compression) {
-	case "none", "":
+	if strings.TrimSpace(string(c.Compression)) == "" {
 		return 0, nil
-	case "gzip":
-		return kafkago.Gzip, nil
-	case "snappy":
-		return kafkago.Snappy, nil
-	case "lz4":
-		return kafkago.Lz4, nil
-	case "zstd":
-		return kafkago.Zstd, nil
 	}
-	return 0, fmt.Errorf("KAFKA_COMPRESSION: unknown codec %q (want none, gzip, snappy, lz4 or zstd)", c.Compression)
+	v, err := ParseCompression(string(c.Compression))
+	if err != nil {
+		return 0, bridge.FieldErrorf("Compression", "%w", err)
+	}
+	return map[Compression]kafkago.Compression{CompressionGzip: kafkago.Gzip, CompressionSnappy: kafkago.Snappy,
+		CompressionLz4: kafkago.Lz4, CompressionZstd: kafkago.Zstd}[v], nil
 }
 
-// password returns KAFKA_PASSWORD, or the trimmed content of
-// KAFKA_PASSWORD_FILE.
+// errPasswordTwice is the error of Password and PasswordFile both set.
+func errPasswordTwice() error {
+	return &bridge.FieldError{Fields: []string{"Password", "PasswordFile"}, Err: errors.New("set only one")}
+}
+
+// password returns Password, or the trimmed content of PasswordFile.
 func (c Config) password() (string, error) {
 	if c.Password != "" && c.PasswordFile != "" {
-		return "", errors.New("KAFKA_PASSWORD and KAFKA_PASSWORD_FILE: set only one")
+		return "", errPasswordTwice()
 	}
 	if c.Password != "" || c.PasswordFile == "" {
 		return c.Password, nil
 	}
 	b, err := os.ReadFile(c.PasswordFile)
 	if err != nil {
-		return "", fmt.Errorf("KAFKA_PASSWORD_FILE: %w", err)
+		return "", bridge.FieldErrorf("PasswordFile", "%w", err)
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
@@ -344,7 +428,7 @@ func validTopicName(t string) error {
 	}
 	for i := 0; i < len(t); i++ {
 		c := t[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '.' && c != '_' && c != '-' {
 			return fmt.Errorf("topic name %q: character %q is not in [A-Za-z0-9._-]", t, c)
 		}
 	}

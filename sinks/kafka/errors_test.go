@@ -112,36 +112,38 @@ func TestConfigValidate(t *testing.T) {
 		want string // "" = valid; else a substring of the error
 	}{
 		{"defaults", func(*Config) {}, ""},
-		{"no brokers", func(c *Config) { c.Brokers = nil }, "KAFKA_BROKERS"},
-		{"broker without port", func(c *Config) { c.Brokers = []string{"kafka"} }, "KAFKA_BROKERS"},
-		{"unknown topic placeholder", func(c *Config) { c.Topic = "aviso.{class}" }, "KAFKA_TOPIC"},
-		{"unknown key placeholder", func(c *Config) { c.Key = "{nope}" }, "KAFKA_KEY"},
-		{"unknown dlq placeholder", func(c *Config) { c.DLQTopic = "dlq.{x}" }, "BRIDGE_DLQ_TOPIC"},
-		{"bad checkpoint topic", func(c *Config) { c.CheckpointTopic = "a/b" }, "KAFKA_CHECKPOINT_TOPIC"},
+		{"no brokers", func(c *Config) { c.Brokers = nil }, "Brokers: "},
+		{"broker without port", func(c *Config) { c.Brokers = []string{"kafka"} }, "Brokers: "},
+		{"unknown topic placeholder", func(c *Config) { c.Topic = "aviso.{class}" }, "Topic: "},
+		{"unknown key placeholder", func(c *Config) { c.Key = "{nope}" }, "Key: "},
+		{"unknown dlq placeholder", func(c *Config) { c.DLQTopic = "dlq.{x}" }, "DLQTopic: "},
+		{"bad checkpoint topic", func(c *Config) { c.CheckpointTopic = "a/b" }, "CheckpointTopic: "},
 		{"acks one", func(c *Config) { c.Acks = "one" }, ""},
-		{"acks none", func(c *Config) { c.Acks = "none" }, "KAFKA_ACKS"},
+		{"acks none", func(c *Config) { c.Acks = "none" }, "Acks: "},
 		{"zstd", func(c *Config) { c.Compression = "zstd" }, ""},
-		{"brotli", func(c *Config) { c.Compression = "brotli" }, "KAFKA_COMPRESSION"},
+		{"brotli", func(c *Config) { c.Compression = "brotli" }, "Compression: "},
 		{"structured", func(c *Config) { c.Format = "structured" }, ""},
-		{"format", func(c *Config) { c.Format = "json" }, "SINK_FORMAT"},
-		{"batch size", func(c *Config) { c.BatchSize = -1 }, "KAFKA_BATCH_SIZE"},
-		{"max in flight", func(c *Config) { c.MaxInFlight = -5 }, "BRIDGE_MAX_IN_FLIGHT"},
+		{"format", func(c *Config) { c.Format = "json" }, "Format: "},
+		{"batch size", func(c *Config) { c.BatchSize = -1 }, "BatchSize: "},
+		{"max in flight", func(c *Config) { c.MaxInFlight = -5 }, "MaxInFlight: "},
 		{"sasl without user", func(c *Config) { c.SASLMechanism = "PLAIN" }, "KAFKA_USERNAME"},
 		{"user without sasl", func(c *Config) { c.Username = "u" }, "KAFKA_SASL_MECHANISM"},
 		{"sasl unknown", func(c *Config) { c.SASLMechanism = "GSSAPI"; c.Username = "u" }, "KAFKA_SASL_MECHANISM"},
 		{"scram 512", func(c *Config) { c.SASLMechanism = "SCRAM-SHA-512"; c.Username = "u"; c.Password = "p" }, ""},
 		{"password file", func(c *Config) { c.SASLMechanism = "PLAIN"; c.Username = "u"; c.PasswordFile = pw }, ""},
-		{"password both", func(c *Config) { c.SASLMechanism = "PLAIN"; c.Username = "u"; c.Password = "p"; c.PasswordFile = pw }, "KAFKA_PASSWORD_FILE"},
+		{"password both", func(c *Config) { c.SASLMechanism = "PLAIN"; c.Username = "u"; c.Password = "p"; c.PasswordFile = pw }, "Password and PasswordFile: "},
 		{"password file missing", func(c *Config) {
 			c.SASLMechanism = "PLAIN"
 			c.Username = "u"
 			c.PasswordFile = filepath.Join(dir, "nope")
-		}, "KAFKA_PASSWORD_FILE"},
+		}, "PasswordFile: "},
 		{"ca file missing", func(c *Config) { c.TLSCAFile = filepath.Join(dir, "nope") }, "KAFKA_TLS_CA_FILE"},
 		{"ca file not pem", func(c *Config) { c.TLSCAFile = pw }, "KAFKA_TLS_CA_FILE"},
 		{"cert without key", func(c *Config) { c.TLSCertFile = pw }, "KAFKA_TLS_KEY_FILE"},
 		{"key without cert", func(c *Config) { c.TLSKeyFile = pw }, "KAFKA_TLS_CERT_FILE"},
-		{"dedupe scan", func(c *Config) { c.DedupeScan = -2 }, "KAFKA_DEDUPE_SCAN"},
+		{"dedupe scan", func(c *Config) { c.DedupeScan = -2 }, "DedupeScan: "},
+		{"sasl without password", func(c *Config) { c.SASLMechanism = "PLAIN"; c.Username = "u" }, "Password and PasswordFile: "},
+		{"password both without sasl", func(c *Config) { c.Password = "p"; c.PasswordFile = pw }, "Password and PasswordFile: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok

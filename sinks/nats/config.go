@@ -181,49 +181,50 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate checks the connection settings. Every error names the
-// environment variable to fix; several problems are joined.
+// Validate checks the connection settings. Each error is a
+// *bridge.FieldError naming the fields to fix; several problems are joined.
 func (c ConnConfig) Validate() error {
 	c = c.withDefaults()
 	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	add := func(fields []string, format string, a ...any) {
+		errs = append(errs, &bridge.FieldError{Fields: fields, Err: fmt.Errorf(format, a...)})
+	}
 
 	urls := SplitList(c.URL)
 	if len(urls) == 0 {
-		add("NATS_URL: no server URL")
+		add([]string{"URL"}, "no server URL")
 	}
 	for _, u := range urls {
 		if err := checkServerURL(u); err != nil {
-			add("NATS_URL: %v", err)
+			add([]string{"URL"}, "%v", err)
 		}
 	}
 	var methods []string
-	if c.CredsFile != "" {
-		methods = append(methods, "NATS_CREDS_FILE")
-	}
-	if c.NKeySeedFile != "" {
-		methods = append(methods, "NATS_NKEY_SEED_FILE")
-	}
-	if c.Token != "" || c.TokenFile != "" {
-		methods = append(methods, "NATS_TOKEN/NATS_TOKEN_FILE")
-	}
-	if c.User != "" {
-		methods = append(methods, "NATS_USER")
+	for _, m := range []struct {
+		field string
+		set   bool
+	}{
+		{"CredsFile", c.CredsFile != ""}, {"NKeySeedFile", c.NKeySeedFile != ""},
+		{"Token", c.Token != "" || c.TokenFile != ""}, {"User", c.User != ""},
+	} {
+		if m.set {
+			methods = append(methods, m.field)
+		}
 	}
 	if len(methods) > 1 {
-		add("%s are all set; choose one NATS authentication method", strings.Join(methods, ", "))
+		add(methods, "all set; choose one NATS authentication method")
 	}
 	if c.Token != "" && c.TokenFile != "" {
-		add("NATS_TOKEN and NATS_TOKEN_FILE are both set; set one")
+		add([]string{"Token", "TokenFile"}, "both set; set one")
 	}
 	if c.Password != "" && c.PasswordFile != "" {
-		add("NATS_PASSWORD and NATS_PASSWORD_FILE are both set; set one")
+		add([]string{"Password", "PasswordFile"}, "both set; set one")
 	}
 	if (c.Password != "" || c.PasswordFile != "") && c.User == "" {
-		add("NATS_PASSWORD/NATS_PASSWORD_FILE is set without NATS_USER")
+		add([]string{"User", "Password"}, "a password is set without a user")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		add("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together")
+		add([]string{"TLSCertFile", "TLSKeyFile"}, "must be set together")
 	}
 	return errors.Join(errs...)
 }
@@ -251,7 +252,7 @@ func checkServerURL(s string) error {
 }
 
 // Validate checks the whole sink configuration, including both subject
-// templates. Every error names the environment variable to fix.
+// templates. Each error is a *bridge.FieldError naming the fields to fix.
 func (c Config) Validate() error {
 	_, err := c.compile()
 	return err
@@ -267,53 +268,53 @@ type compiled struct {
 func (c Config) compile() (*compiled, error) {
 	c = c.withDefaults()
 	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	add := func(field, format string, a ...any) { errs = append(errs, bridge.FieldErrorf(field, format, a...)) }
 	if err := c.ConnConfig.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.Mode {
 	case "", ModeCore, ModeJetStream:
 	default:
-		add("SINK: %q is not a NATS sink (want %s or %s)", c.Mode, ModeCore, ModeJetStream)
+		add("Mode", "%q is not a NATS sink (want %s or %s)", c.Mode, ModeCore, ModeJetStream)
 	}
 	switch c.Format {
 	case FormatBinary, FormatStructured:
 	default:
-		add("SINK_FORMAT: %q is not one of binary, structured", c.Format)
+		add("Format", "%q is not one of binary, structured", c.Format)
 	}
 	subject, err := parseSubjectTemplate(c.Subject)
 	if err != nil {
-		add("NATS_SUBJECT: %w", err)
+		add("Subject", "%w", err)
 	}
 	dlq, err := parseSubjectTemplate(c.DLQSubject)
 	if err != nil {
-		add("BRIDGE_DLQ_SUBJECT: %w", err)
+		add("DLQSubject", "%w", err)
 	}
 	if c.Stream != "" && !validStreamName(c.Stream) {
-		add("NATS_STREAM: %q is not a valid stream name (no spaces, '.', '*', '>', '/' or '\\')", c.Stream)
+		add("Stream", "%q is not a valid stream name (no spaces, '.', '*', '>', '/' or '\\')", c.Stream)
 	}
 	if c.StreamCreate && c.Stream == "" {
-		add("NATS_STREAM_CREATE=true needs NATS_STREAM (the name of the stream to create)")
+		errs = append(errs, &bridge.FieldError{Fields: []string{"Stream", "StreamCreate"}, Err: errors.New("required to create a stream (the name of the stream)")})
 	}
 	for _, s := range c.StreamSubjects {
 		if err := checkFilterSubject(s); err != nil {
-			add("NATS_STREAM_SUBJECTS: %q: %w", s, err)
+			add("StreamSubjects", "%q: %w", s, err)
 		}
 	}
 	if c.MaxPending < 0 {
-		add("NATS_MAX_PENDING: %d: must be positive", c.MaxPending)
+		add("MaxPending", "%d: must be positive", c.MaxPending)
 	}
 	if c.MaxInFlight < 0 {
-		add("BRIDGE_MAX_IN_FLIGHT: %d: must be positive", c.MaxInFlight)
+		add("MaxInFlight", "%d: must be positive", c.MaxInFlight)
 	}
 	if c.PublishTimeout < 0 {
-		add("NATS_PUBLISH_TIMEOUT: %v: must be positive", c.PublishTimeout)
+		add("PublishTimeout", "%v: must be positive", c.PublishTimeout)
 	}
 	if c.CheckpointInterval < 0 {
-		add("CHECKPOINT_INTERVAL: %v: must be positive", c.CheckpointInterval)
+		add("CheckpointInterval", "%v: must be positive", c.CheckpointInterval)
 	}
 	if c.ShutdownTimeout < 0 {
-		add("BRIDGE_SHUTDOWN_TIMEOUT: %v: must be positive", c.ShutdownTimeout)
+		add("ShutdownTimeout", "%v: must be positive", c.ShutdownTimeout)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
