@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
+	"github.com/aviso-bridge/aviso-bridge/bridge"
 	"github.com/aviso-bridge/aviso-bridge/supervisor"
 )
 
@@ -52,6 +56,47 @@ func TestResumeAfter(t *testing.T) {
 	} {
 		if got := resumeAfter(tc.checkpoint, tc.id); got != tc.want {
 			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// outcome: which error runBridge reports once the pipeline and the
+// supervisor have returned.
+func TestOutcome(t *testing.T) {
+	pipeFail := errors.New("sink rejected notification permanently")
+	supFail := errors.New("aviso: 401")
+	supConfig := &supervisor.ConfigError{Err: errors.New("AVISO_EVENT_TYPE: unknown")}
+	canceled := fmt.Errorf("watch: %w", context.Canceled)
+	stopped := fmt.Errorf("submit: %w", bridge.ErrStopped)
+	for _, tc := range []struct {
+		name             string
+		first, perr, ser error
+		signalled        bool
+		want             error // nil, or the error it must wrap
+		config           bool  // a *ConfigError
+	}{
+		{"replay complete, committed", errReplayComplete, nil, nil, false, nil, false},
+		{"replay complete, pipeline failed", errReplayComplete, pipeFail, nil, false, pipeFail, false},
+		{"signal, drained", errSignalled, nil, canceled, true, nil, false},
+		{"signal, pipeline cancelled", errSignalled, context.Canceled, canceled, true, nil, false},
+		{"supervisor saw the signal first", canceled, nil, canceled, true, nil, false},
+		{"supervisor failure", supFail, nil, supFail, false, supFail, false},
+		{"supervisor config error", supConfig, nil, supConfig, false, supConfig, true},
+		{"pipeline stopped: its error is the cause", stopped, pipeFail, stopped, false, pipeFail, false},
+		{"pipeline first: the supervisor's error is ignored", errPipelineReturned, pipeFail, canceled, false, pipeFail, false},
+		{"pipeline first without error", errPipelineReturned, nil, supFail, false, nil, false},
+		{"supervisor failure wins over a pipeline failure it did not see", supFail, pipeFail, supFail, false, supFail, false},
+	} {
+		got := outcome(tc.first, tc.perr, tc.ser, tc.signalled)
+		switch {
+		case tc.want == nil && got != nil:
+			t.Errorf("%s: %v, want nil", tc.name, got)
+		case tc.want != nil && !errors.Is(got, tc.want):
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+		var ce *ConfigError
+		if errors.As(got, &ce) != tc.config {
+			t.Errorf("%s: %v: ConfigError %v, want %v", tc.name, got, !tc.config, tc.config)
 		}
 	}
 }

@@ -30,11 +30,11 @@ import (
 const (
 	DefaultTopic           = "aviso.{event_type}"
 	DefaultKey             = "{event_type}"
-	DefaultAcks            = "all"
+	DefaultAcks            = AcksAll
 	DefaultBatchSize       = 100
 	DefaultBatchTimeout    = 5 * time.Millisecond
 	DefaultBatchBytes      = 1 << 20
-	DefaultCompression     = "none"
+	DefaultCompression     = CompressionNone
 	DefaultFormat          = FormatBinary
 	DefaultDLQTopic        = "aviso-dlq"
 	DefaultCheckpointTopic = "aviso-bridge-checkpoints"
@@ -131,7 +131,7 @@ type Config struct {
 	// Key is KAFKA_KEY: the record key template (default "{event_type}").
 	Key string
 	// Acks is KAFKA_ACKS: "all" (default) or "one".
-	Acks string
+	Acks Acks
 	// BatchSize is KAFKA_BATCH_SIZE (default 100 records).
 	BatchSize int
 	// BatchTimeout is KAFKA_BATCH_TIMEOUT (default 5ms).
@@ -140,7 +140,7 @@ type Config struct {
 	// produce batch; a single record larger than this is rejected permanently.
 	BatchBytes int64
 	// Compression is KAFKA_COMPRESSION: none (default), gzip, snappy, lz4, zstd.
-	Compression string
+	Compression Compression
 	// SASLMechanism is KAFKA_SASL_MECHANISM: "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
 	SASLMechanism string
 	// Username is KAFKA_USERNAME.
@@ -219,8 +219,12 @@ func (c Config) withDefaults() Config {
 	}
 	setStr(&c.Topic, DefaultTopic)
 	setStr(&c.Key, DefaultKey)
-	setStr(&c.Acks, DefaultAcks)
-	setStr(&c.Compression, DefaultCompression)
+	if strings.TrimSpace(string(c.Acks)) == "" {
+		c.Acks = DefaultAcks
+	}
+	if strings.TrimSpace(string(c.Compression)) == "" {
+		c.Compression = DefaultCompression
+	}
 	setStr(&c.Format, DefaultFormat)
 	setStr(&c.DLQTopic, DefaultDLQTopic)
 	setStr(&c.CheckpointTopic, DefaultCheckpointTopic)

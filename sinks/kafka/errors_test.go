@@ -205,3 +205,35 @@ func TestNewSinkUnreachableIsRetryable(t *testing.T) {
 		t.Fatalf("%q does not name KAFKA_BROKERS", err)
 	}
 }
+
+// Acks and Compression decode from text as Validate reads them (what a
+// caller decoding its configuration gets is what the sink accepts).
+func TestAcksCompressionText(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Acks
+		ok   bool
+	}{{"all", AcksAll, true}, {"-1", AcksAll, true}, {"ONE", AcksOne, true}, {"1", AcksOne, true}, {"none", "", false}} {
+		var a Acks
+		err := a.UnmarshalText([]byte(tc.in))
+		if (err == nil) != tc.ok || a != tc.want {
+			t.Errorf("Acks %q: %q, %v", tc.in, a, err)
+		}
+		if tc.ok {
+			if err := (Config{Brokers: []string{"k:9092"}, Acks: a}).Validate(); err != nil {
+				t.Errorf("Acks %q: Validate: %v", tc.in, err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		in   string
+		want Compression
+		ok   bool
+	}{{"none", CompressionNone, true}, {"ZSTD", CompressionZstd, true}, {"lz4", CompressionLz4, true}, {"brotli", "", false}} {
+		var c Compression
+		err := c.UnmarshalText([]byte(tc.in))
+		if (err == nil) != tc.ok || c != tc.want {
+			t.Errorf("Compression %q: %q, %v", tc.in, c, err)
+		}
+	}
+}
