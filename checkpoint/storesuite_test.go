@@ -4,23 +4,23 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint/lease"
 )
 
 func TestStoreSuite(t *testing.T) {
 	t.Run("file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "checkpoint.json")
 		bridgetest.StoreSuite(t, bridgetest.StoreSuiteConfig{
-			Open: func(_ context.Context, key string, _ time.Duration) (bridge.Store, error) { return OpenFile(path, key) },
+			Open: func(_ context.Context, key string, _ lease.Config) (bridge.Store, error) { return OpenFile(path, key) },
 		})
 	})
 	t.Run("memory", func(t *testing.T) {
 		m := NewMemory()
 		bridgetest.StoreSuite(t, bridgetest.StoreSuiteConfig{
-			Open: func(_ context.Context, key string, _ time.Duration) (bridge.Store, error) { return m.Open(key) },
+			Open: func(_ context.Context, key string, _ lease.Config) (bridge.Store, error) { return m.Open(key) },
 		})
 	})
 }

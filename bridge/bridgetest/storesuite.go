@@ -15,12 +15,16 @@ import (
 // implementation.
 type StoreSuiteConfig struct {
 	// Open opens a store of key (a 64-character hex string, new for each
-	// check). A leased store uses ttl as its lease TTL; others ignore it.
-	// StoreSuite closes what Open returned.
-	Open func(ctx context.Context, key string, ttl time.Duration) (bridge.Store, error)
+	// check). A leased store uses lc (TTL and Mode; Owner empty: a new
+	// owner per store); others ignore it. StoreSuite closes what Open
+	// returned.
+	Open func(ctx context.Context, key string, lc lease.Config) (bridge.Store, error)
 	// TTL is the short lease of the lease checks; zero for a store
 	// without a lease (file, memory), which skips them.
 	TTL time.Duration
+	// Standby: the store honours lease.Try and lease.Standby, which the
+	// standby checks (StandbySuite) exercise.
+	Standby bool
 	// Abandon stops s's lease refresher without releasing its key, as
 	// kill -9 would. Required with TTL.
 	Abandon func(s bridge.Store)
@@ -45,6 +49,9 @@ func StoreSuite(t *testing.T, cfg StoreSuiteConfig) {
 	if cfg.TTL > 0 {
 		t.Run("RefreshKeepsKey", s.refreshKeeps)
 		t.Run("AbandonedTakenOver", s.abandoned)
+	}
+	if cfg.Standby {
+		t.Run("Standby", func(t *testing.T) { standbySuite(t, &s) })
 	}
 }
 
@@ -77,7 +84,13 @@ func (s *storeSuite) open(ctx context.Context, t *testing.T, key string, ttl tim
 
 func (s *storeSuite) tryOpen(ctx context.Context, t *testing.T, key string, ttl time.Duration) (bridge.Store, error) {
 	t.Helper()
-	st, err := s.cfg.Open(ctx, key, ttl)
+	return s.openMode(ctx, t, key, lease.Config{TTL: ttl})
+}
+
+// openMode opens key with lc, closing the store at the test's end.
+func (s *storeSuite) openMode(ctx context.Context, t *testing.T, key string, lc lease.Config) (bridge.Store, error) {
+	t.Helper()
+	st, err := s.cfg.Open(ctx, key, lc)
 	if err == nil {
 		t.Cleanup(func() { _ = st.Close() })
 	}

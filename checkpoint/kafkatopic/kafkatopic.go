@@ -130,6 +130,7 @@ type backend Store
 
 var (
 	_ lease.Backend         = (*backend)(nil)
+	_ lease.Watcher         = (*backend)(nil)
 	_ bridge.Store          = (*Store)(nil)
 	_ bridge.HealthReporter = (*Store)(nil)
 )

@@ -29,11 +29,12 @@ func client(cl *kafkatest.Cluster) *kafkago.Client {
 func TestStoreSuite(t *testing.T) {
 	c := client(kafkatest.NewCluster(t, kfake.DefaultNumPartitions(1)))
 	bridgetest.StoreSuite(t, bridgetest.StoreSuiteConfig{
-		Open: func(ctx context.Context, key string, ttl time.Duration) (bridge.Store, error) {
-			return Open(ctx, c, Config{Key: key, Timeout: 5 * time.Second, Lease: lease.Config{TTL: ttl}}, nil)
+		Open: func(ctx context.Context, key string, lc lease.Config) (bridge.Store, error) {
+			return Open(ctx, c, Config{Key: key, Timeout: 5 * time.Second, Lease: lc}, nil)
 		},
 		TTL:     300 * time.Millisecond,
 		Abandon: func(s bridge.Store) { s.(*Store).lease.Abandon() },
+		Standby: true,
 	})
 }
 

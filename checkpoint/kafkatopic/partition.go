@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -117,7 +118,7 @@ func (st *Store) readNew(ctx context.Context) error {
 	}
 	st.readOffset = max(st.readOffset, first)
 	for st.readOffset < last {
-		n, err := st.fetch(ctx, last)
+		n, err := st.fetch(ctx, last, 250*time.Millisecond)
 		if err != nil {
 			return fmt.Errorf("%s partition %d: read: %w", st.where(), st.partition, err)
 		}
@@ -126,6 +127,22 @@ func (st *Store) readNew(ctx context.Context) error {
 			// or control records).
 			st.readOffset = last
 		}
+	}
+	return nil
+}
+
+// AwaitChange implements lease.Watcher: one long poll of the partition
+// from where the store last read, which the broker answers as soon as
+// anything is written (or after d, at most half the store's timeout).
+func (b *backend) AwaitChange(ctx context.Context, d time.Duration) error {
+	st := (*Store)(b)
+	st.opMu.Lock()
+	defer st.opMu.Unlock()
+	d = min(d, st.timeout/2)
+	rctx, cancel := st.bounded(ctx)
+	defer cancel()
+	if _, err := st.fetch(rctx, math.MaxInt64, d); err != nil {
+		return fmt.Errorf("%s partition %d: wait for a change: %w", st.where(), st.partition, err)
 	}
 	return nil
 }
@@ -162,10 +179,10 @@ func (st *Store) offset(ctx context.Context, req kafkago.OffsetRequest) (int64, 
 
 // fetch reads one batch from readOffset, applying the key's records below
 // end, and returns how many records it applied or skipped.
-func (st *Store) fetch(ctx context.Context, end int64) (int, error) {
+func (st *Store) fetch(ctx context.Context, end int64, wait time.Duration) (int, error) {
 	res, err := st.client.Fetch(ctx, &kafkago.FetchRequest{
 		Topic: st.topic, Partition: st.partition, Offset: st.readOffset,
-		MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 250 * time.Millisecond,
+		MinBytes: 1, MaxBytes: 1 << 20, MaxWait: wait,
 	})
 	if err != nil {
 		return 0, err

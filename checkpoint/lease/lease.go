@@ -44,8 +44,32 @@ type Config struct {
 	// per lease). Give every attempt of one process the same id: a store
 	// that finds its own owner id in the key takes it at once (a retried
 	// open whose claim was written but not answered). Never a secret.
+	// In a fleet it is BRIDGE_INSTANCE_ID, so that the holders a
+	// coordinator reports are the members it lists.
 	Owner string
+	// Mode is what opening does with a key another owner holds (default
+	// Probe).
+	Mode Mode
 }
+
+// Mode is what opening a store does with a key that names another owner.
+type Mode int
+
+const (
+	// Probe (the default, a single listener without BRIDGE_STANDBY):
+	// watch the key for one TTL; a write by the holder fails with a
+	// *HeldError, silence takes the key over.
+	Probe Mode = iota
+	// Try reads the key once: a key another owner holds fails at once
+	// with a *HeldError naming the holder (LapsesBy: the latest its lease
+	// lapses if it stops now). Free keys are taken as in Probe.
+	Try
+	// Standby (BRIDGE_STANDBY=true) waits, however long, until the key is
+	// released (taken at once: the store watches it) or its holder stops
+	// refreshing it for one TTL (taken over); a holder that writes
+	// restarts the wait. Only ctx ends it.
+	Standby
+)
 
 // Validate checks c; errors name the Go field.
 func (c Config) Validate() error {
@@ -54,6 +78,9 @@ func (c Config) Validate() error {
 	}
 	if c.TTL > 0 && c.TTL < 3*time.Millisecond {
 		return fmt.Errorf("lease: TTL %v is too short (at least 3ms: the holder refreshes every third of it)", c.TTL)
+	}
+	if c.Mode < Probe || c.Mode > Standby {
+		return fmt.Errorf("lease: unknown Mode %d", c.Mode)
 	}
 	return nil
 }
@@ -96,6 +123,10 @@ type HeldError struct {
 	// Detail says how the holder was found, when it took the key from
 	// this store ("claimed at offset 12"); may be empty.
 	Detail string
+	// LapsesBy is, on this host's clock, the latest the holder's lease
+	// lapses if the holder stops refreshing now (the last write seen plus
+	// the TTL); zero when unknown.
+	LapsesBy time.Time
 }
 
 func (e *HeldError) Error() string {
@@ -142,6 +173,16 @@ type Backend interface {
 	// Release frees the key, keeping its checkpoint; an error wrapping
 	// bridge.ErrKeyHeld when another owner took the key meanwhile.
 	Release(ctx context.Context) error
+}
+
+// Watcher is implemented by a Backend that can wait for a change of its
+// key (a NATS KV watch, a Kafka long poll); a waiting lease polls a
+// Backend without it every sixth of the TTL.
+type Watcher interface {
+	// AwaitChange returns when the key may have changed since the last
+	// Read, when d has passed, or when ctx is done. An error makes the
+	// lease fall back to polling.
+	AwaitChange(ctx context.Context, d time.Duration) error
 }
 
 // Options are the parts of a lease that are not configuration.
@@ -242,40 +283,100 @@ func (l *Lease) attrs(kv ...any) []any {
 	return append(append(append([]any{}, l.o.Attrs...), "key", l.o.Key), kv...)
 }
 
-// acquire is wait-then-claim (see Acquire).
+// wait is what an acquisition has seen of another owner's key.
+type wait struct {
+	watched State     // the other owner's state when the current wait began
+	started time.Time // when it began (zero: not waiting)
+	first   time.Time // when the first wait began
+}
+
+// acquire takes the key as l.o.Mode says (see Mode).
 func (l *Lease) acquire(ctx context.Context) error {
-	var (
-		watched State // the other owner's state when the wait began
-		waiting bool
-		started time.Time
-	)
+	var w wait
 	for {
 		s, err := l.b.Read(ctx)
 		if err != nil {
 			return err
 		}
-		switch {
-		case s.Holder == "" || s.Holder == l.o.Owner:
-			return l.claim(ctx, s, "", 0)
-		case !waiting:
-			watched, waiting, started = s, true, time.Now()
-			l.log.Info(l.o.Events+".waiting", l.attrs("owner", s.Holder, "wait", l.o.TTL.String(),
-				"hint", "the key names another bridge; taking it over only if that bridge does not refresh it within the wait")...)
-		case s.Version != watched.Version:
-			// The holder refreshed or committed, or another bridge claimed
-			// the key: it is alive. (A release frees the key: taken above.)
-			writer := s.Writer
-			if writer == "" {
-				writer = s.Holder
-			}
-			return &HeldError{Where: l.o.Where, Key: l.o.Key, Holder: writer}
-		case time.Since(started) >= l.o.TTL:
-			return l.claim(ctx, s, watched.Holder, time.Since(started))
+		done, err := l.step(ctx, s, &w)
+		if done {
+			return err
 		}
-		if err := sleep(ctx, min(l.refresh/2, l.o.TTL-time.Since(started))); err != nil {
-			return fmt.Errorf("%s key %s: waiting for owner %s to refresh or give up the key: %w", l.o.Where, l.o.Key, watched.Holder, err)
+		if err := l.await(ctx, l.o.TTL-time.Since(w.started)); err != nil {
+			return fmt.Errorf("%s key %s: waiting for owner %s to refresh or give up the key: %w", l.o.Where, l.o.Key, w.watched.Holder, err)
 		}
 	}
+}
+
+// step acts on one read of the key; done ends the acquisition with err.
+func (l *Lease) step(ctx context.Context, s State, w *wait) (done bool, err error) {
+	switch {
+	case s.Holder == "" || s.Holder == l.o.Owner:
+		return l.settle(l.claim(ctx, s, "", w))
+	case l.o.Mode == Try:
+		return true, l.held(s, time.Now())
+	case w.started.IsZero():
+		w.watched, w.started = s, time.Now()
+		if w.first.IsZero() {
+			w.first = w.started
+			l.logWaiting(s.Holder)
+		}
+	case s.Version != w.watched.Version:
+		// The holder refreshed or committed, or another bridge claimed
+		// the key: it is alive. (A release frees the key: taken above.)
+		if l.o.Mode != Standby {
+			return true, l.held(s, time.Now())
+		}
+		w.watched, w.started = s, time.Now() // restart the wait
+	case time.Since(w.started) >= l.o.TTL:
+		return l.settle(l.claim(ctx, s, w.watched.Holder, w))
+	}
+	return false, nil
+}
+
+// settle ends the acquisition on a claim's result, except that a standby
+// that lost a claim race keeps waiting (on the winner).
+func (l *Lease) settle(err error) (done bool, _ error) {
+	if err != nil && l.o.Mode == Standby && errors.Is(err, bridge.ErrKeyHeld) {
+		return false, nil
+	}
+	return true, err
+}
+
+func (l *Lease) logWaiting(holder string) {
+	if l.o.Mode == Standby {
+		l.log.Info(l.o.Events+".standby", l.attrs("owner", holder, "ttl", l.o.TTL.String(),
+			"hint", "BRIDGE_STANDBY: the key names another bridge; taking it when that bridge releases it or stops refreshing it for the TTL")...)
+		return
+	}
+	l.log.Info(l.o.Events+".waiting", l.attrs("owner", holder, "wait", l.o.TTL.String(),
+		"hint", "the key names another bridge; taking it over only if that bridge does not refresh it within the wait")...)
+}
+
+// held is the error of a key s names another owner of, seen alive at
+// seen.
+func (l *Lease) held(s State, seen time.Time) error {
+	writer := s.Writer
+	if writer == "" {
+		writer = s.Holder
+	}
+	return &HeldError{Where: l.o.Where, Key: l.o.Key, Holder: writer, LapsesBy: seen.Add(l.o.TTL)}
+}
+
+// await waits for the next read: until the key may have changed (a
+// Watcher) or a sixth of the TTL, never beyond rest (the end of the
+// current wait).
+func (l *Lease) await(ctx context.Context, rest time.Duration) error {
+	d := max(min(l.refresh/2, rest), time.Millisecond)
+	if w, ok := l.b.(Watcher); ok {
+		if l.o.Mode == Standby {
+			d = max(rest, time.Millisecond) // a watch sees refreshes and releases at once
+		}
+		if err := w.AwaitChange(ctx, d); err == nil || ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return sleep(ctx, d)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -290,18 +391,26 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // claim takes the key; prev is the owner taken over after waiting.
-func (l *Lease) claim(ctx context.Context, s State, prev string, waited time.Duration) error {
+func (l *Lease) claim(ctx context.Context, s State, prev string, w *wait) error {
 	attrs, err := l.b.Claim(ctx, s, l.o.Owner)
+	var held *HeldError
+	if errors.As(err, &held) && held.LapsesBy.IsZero() {
+		held.LapsesBy = time.Now().Add(l.o.TTL)
+	}
 	if err != nil {
+		w.started = time.Time{} // a standby waits on the winner from its next read
 		return err
 	}
 	l.Wrote()
 	attrs = l.attrs(append([]any{"owner", l.o.Owner}, attrs...)...)
+	if !w.first.IsZero() {
+		attrs = append(attrs, "waited", time.Since(w.first).String())
+	}
 	if prev == "" {
 		l.log.Info(l.o.Events+"."+l.o.Acquired, attrs...)
 		return nil
 	}
-	l.log.Info(l.o.Events+".taken_over", append(attrs, "previous_owner", prev, "waited", waited.String(),
+	l.log.Info(l.o.Events+".taken_over", append(attrs, "previous_owner", prev,
 		"hint", "the previous owner did not refresh the key for CHECKPOINT_LEASE_TTL; it was stopped without a graceful shutdown")...)
 	return nil
 }

@@ -152,6 +152,11 @@ type Store struct {
 	found   bool
 	loadErr error // the stored value exists but cannot be read
 	closed  bool
+
+	// watch is the key's watcher while Open waits for the key (see
+	// AwaitChange); used by the acquisition only.
+	watch     jetstream.KeyWatcher
+	stopWatch context.CancelFunc
 }
 
 // backend is the store's half of its lease: its compare-and-set.
@@ -159,6 +164,7 @@ type backend Store
 
 var (
 	_ lease.Backend         = (*backend)(nil)
+	_ lease.Watcher         = (*backend)(nil)
 	_ bridge.Store          = (*Store)(nil)
 	_ bridge.HealthReporter = (*Store)(nil)
 )
@@ -183,7 +189,7 @@ func Open(ctx context.Context, nc *natsgo.Conn, cfg Config, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s := &Store{nc: nc, bucket: cfg.bucket(), key: cfg.Key, timeout: timeout, owner: cfg.Lease.Owner}
+	s := &Store{nc: nc, bucket: cfg.bucket(), key: cfg.Key, timeout: timeout, owner: cfg.Lease.Owner, stopWatch: func() {}}
 	bctx, cancel := bounded(ctx, 2*timeout)
 	s.kv, err = openBucket(bctx, js, s.bucket)
 	cancel()
@@ -194,6 +200,7 @@ func Open(ctx context.Context, nc *natsgo.Conn, cfg Config, log *slog.Logger) (*
 		Config: cfg.Lease, Key: s.key, Where: s.where(), Events: "checkpoint.nats_kv",
 		Attrs: []any{"bucket", s.bucket}, Logger: log,
 	})
+	s.stopWatch()
 	if errors.Is(err, errUnreadable) {
 		return s, nil // Load reports it; nothing is written
 	}
@@ -269,6 +276,40 @@ func (b *backend) Read(ctx context.Context) (lease.State, error) {
 	}
 	s.cp, s.found = cp, found
 	return lease.State{Holder: rec.Owner, Version: e.Revision()}, nil
+}
+
+// AwaitChange implements lease.Watcher with a watch on the key, started
+// on the first call (whose first update, the current value, returns at
+// once) and stopped when Open returns.
+func (b *backend) AwaitChange(ctx context.Context, d time.Duration) error {
+	s := (*Store)(b)
+	if s.watch == nil {
+		wctx, cancel := context.WithCancel(context.Background())
+		w, err := s.kv.Watch(wctx, s.key)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("%s key %q: watch: %w", s.where(), s.key, err)
+		}
+		s.watch, s.stopWatch = w, func() { _ = w.Stop(); cancel() }
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		case e, ok := <-s.watch.Updates():
+			if !ok {
+				s.watch = nil
+				return fmt.Errorf("%s key %q: watch ended", s.where(), s.key)
+			}
+			if e != nil { // nil marks the end of the initial values
+				return nil
+			}
+		}
+	}
 }
 
 // Claim implements lease.Backend: a compare-and-set on the revision read

@@ -34,11 +34,12 @@ func TestStoreSuite(t *testing.T) {
 	srv := natstest.NewServer(t)
 	nc := connect(t, srv)
 	bridgetest.StoreSuite(t, bridgetest.StoreSuiteConfig{
-		Open: func(ctx context.Context, key string, ttl time.Duration) (bridge.Store, error) {
-			return Open(ctx, nc, Config{Key: key, Lease: lease.Config{TTL: ttl}}, nil)
+		Open: func(ctx context.Context, key string, lc lease.Config) (bridge.Store, error) {
+			return Open(ctx, nc, Config{Key: key, Lease: lc}, nil)
 		},
 		TTL:     300 * time.Millisecond,
 		Abandon: func(s bridge.Store) { s.(*Store).lease.Abandon() },
+		Standby: true,
 	})
 }
 
