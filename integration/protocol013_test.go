@@ -76,14 +76,18 @@ func waitStdout(t *testing.T, p *proc, ids *stdoutIDs, want []uint64, timeout ti
 	}
 }
 
-// retryDelays returns delay_ms of every aviso.connection.retrying record,
-// with its reason.
-func retryDelays(p *proc) (reasons []string, delays []float64) {
+// retryDelays returns the delay (a duration string in the log) of every
+// aviso.connection.retrying record, with its reason; -1 where it is missing
+// or unreadable.
+func retryDelays(p *proc) (reasons []string, delays []time.Duration) {
 	for _, r := range p.Logs() {
 		if r.Msg() != "aviso.connection.retrying" {
 			continue
 		}
-		d, _ := strconv.ParseFloat(r.Str("delay_ms"), 64)
+		d, err := time.ParseDuration(r.Str("delay"))
+		if err != nil {
+			d = -1
+		}
 		reasons, delays = append(reasons, r.Str("reason")), append(delays, d)
 	}
 	return reasons, delays
@@ -121,7 +125,7 @@ func TestCapPagesThenLive(t *testing.T) {
 		reasons, delays := retryDelays(p)
 		for i, d := range delays {
 			if d != 0 {
-				t.Errorf("retry %d (%s) waited %v ms, want 0: a page boundary is not a failure", i, reasons[i], d)
+				t.Errorf("retry %d (%s) waited %v, want 0: a page boundary is not a failure", i, reasons[i], d)
 			}
 		}
 		p.Signal(syscall.SIGTERM)

@@ -315,7 +315,7 @@ func (s *Supervisor) retrying(ctx context.Context, out *outcome, d decision) {
 	if out.retry.warns() {
 		level = slog.LevelWarn
 	}
-	attrs := []any{"reason", out.reason, "delay_ms", d.delay.Milliseconds(), "attempt", d.attempt, "request_id", out.requestID}
+	attrs := []any{"reason", out.reason, "delay", d.delay.String(), "attempt", d.attempt, "request_id", out.requestID}
 	if out.err != nil {
 		attrs = append(attrs, "error", out.err.Error())
 	}

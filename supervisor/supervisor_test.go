@@ -156,7 +156,7 @@ func TestServerCloses(t *testing.T) {
 			e.checkReconnects(map[string]int64{"server_shutdown": 1})
 			// The decision is visible in the logs too.
 			recs := e.logs.records("aviso.connection.retrying")
-			if len(recs) != 1 || recs[0]["reason"] != "server_shutdown" || recs[0]["delay_ms"] != float64(5000) || recs[0]["last_forwarded"] != float64(5) {
+			if len(recs) != 1 || recs[0]["reason"] != "server_shutdown" || recs[0]["delay"] != "5s" || recs[0]["last_forwarded"] != float64(5) {
 				t.Fatalf("retry log records %v", recs)
 			}
 		})
