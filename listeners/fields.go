@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
 // start reads from_id and from_date; with neither, the defaults apply.
@@ -90,7 +92,8 @@ func (p *parser) keep(l Listener, f map[string]field) {
 			ErrDuplicateName, l.Name, other.Position, other.Line))
 		return
 	}
-	watch := l.EventType + "\x00" + string(l.Identifier)
+	canon, _ := bridge.CanonicalJSON(l.Identifier) // checked in identifiers
+	watch := l.EventType + "\x00" + string(canon)
 	if other, ok := p.watches[watch]; ok {
 		at := f[keyIdentifiers].value
 		if at == nil {

@@ -2,6 +2,7 @@ package listeners_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,7 +14,7 @@ import (
 
 // FuzzParse decodes outside input: it must never panic, every error must be
 // an *Error, and every listener it accepts must be usable: an event, a unique
-// name, canonical JSON identifiers, a unique watch, at most one start field.
+// name, JSON object identifiers with a canonical form, a unique watch, at most one start field.
 func FuzzParse(f *testing.F) {
 	examples, _ := filepath.Glob(filepath.Join("..", "examples", "listeners", "*.yaml"))
 	for _, e := range examples {
@@ -44,10 +45,10 @@ func FuzzParse(f *testing.F) {
 			}
 			names[l.Name] = true
 			canon, err := bridge.CanonicalJSON(l.Identifier)
-			if err != nil || !bytes.Equal(canon, l.Identifier) || l.Identifier[0] != '{' {
-				t.Fatalf("listener %s: identifier %q is not a canonical JSON object (%v)", l.Name, l.Identifier, err)
+			if err != nil || !json.Valid(l.Identifier) || l.Identifier[0] != '{' || !bytes.Equal(bytes.TrimSpace(l.Identifier), l.Identifier) {
+				t.Fatalf("listener %s: identifier %q is not a compact JSON object (%v)", l.Name, l.Identifier, err)
 			}
-			w := l.EventType + "\x00" + string(l.Identifier)
+			w := l.EventType + "\x00" + string(canon)
 			if watches[w] {
 				t.Fatalf("listener %s: watch taken twice", l.Name)
 			}

@@ -33,6 +33,7 @@ func TestFileKeepsTheSingleListenerKey(t *testing.T) {
 		{name: "yes is a string", yaml: "{flag: yes}", env: `{"flag":"yes"}`, same: true},
 		{name: "constraint", yaml: "{severity: {gte: 5}, region: {in: [north, south]}}", env: `{"region":{"in":["north","south"]},"severity":{"gte":5}}`, same: true},
 		{name: "polygon", yaml: "{polygon: [[46, 8], [46, 9], [47, 9], [46, 8]]}", env: `{"polygon":[[46,8],[46,9],[47,9],[46,8]]}`, same: true},
+		{name: "large integer", yaml: "{id: 12345678901234567890}", env: `{"id":12345678901234567890}`, same: true},
 		{name: "unicode", yaml: `{site: "Zürich"}`, env: `{"site":"Z\u00fcrich"}`, same: true},
 		{name: "number is not a string", yaml: "{expver: 1}", env: `{"expver":"1"}`, same: false},
 		{name: "string is not a number", yaml: `{step: "6"}`, env: `{"step":6}`, same: false},

@@ -81,8 +81,11 @@ type Listener struct {
 	Name string
 	// EventType is the aviso event type (the file's event).
 	EventType string
-	// Identifier is the identifier filter as a JSON object: canonical JSON
-	// (RFC 8785) for a file listener, as given for the single form.
+	// Identifier is the identifier filter as a JSON object, sent to
+	// aviso-server as it is: for a file listener compact JSON with keys
+	// sorted and numbers in decimal, exactly as resolved (a large integer is
+	// not rounded); for the single form AVISO_IDENTIFIER as given. The
+	// checkpoint key canonicalises it (RFC 8785).
 	Identifier json.RawMessage
 	// Start is where the listener begins when no checkpoint exists.
 	Start

@@ -287,8 +287,8 @@ func (p *parser) event(n *yaml.Node, f map[string]field, pos int, label string) 
 	return ""
 }
 
-// identifiers is the canonical JSON of the identifiers mapping ({} when
-// absent or null).
+// identifiers is the JSON of the identifiers mapping ({} when absent or
+// null).
 func (p *parser) identifiers(f map[string]field, pos int, label string) json.RawMessage {
 	v, ok := f[keyIdentifiers]
 	if !ok || isNull(v.value) {
@@ -303,13 +303,25 @@ func (p *parser) identifiers(f map[string]field, pos int, label string) json.Raw
 		p.fail(v.value, pos, label, keyIdentifiers, err)
 		return nil
 	}
-	raw, err := json.Marshal(m)
+	raw, err := marshal(m)
 	if err == nil {
-		raw, err = bridge.CanonicalJSON(raw)
+		_, err = bridge.CanonicalJSON(raw) // the checkpoint key will need it
 	}
 	if err != nil {
 		p.fail(v.value, pos, label, keyIdentifiers, fmt.Errorf("%w: %w", ErrInvalidValue, err))
 		return nil
 	}
 	return raw
+}
+
+// marshal is compact JSON with keys sorted and numbers exactly as resolved
+// (no float64 rounding of large integers), HTML characters unescaped.
+func marshal(v any) (json.RawMessage, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }

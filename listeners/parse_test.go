@@ -147,6 +147,12 @@ func TestParseValid(t *testing.T) {
 			warn: listeners.Warnings{Triggers: 2, TriggerListeners: 1},
 		},
 		{
+			name: "large integers stay exact, HTML characters unescaped",
+			src:  "listeners:\n  - event: e\n    identifiers: {id: 12345678901234567890, neg: -0x8000000000000001, tag: \"<a&b>\"}\n",
+			want: []listeners.Listener{{Name: "e-1", EventType: "e", DefaultStart: true, Position: 1, Line: 2,
+				Identifier: []byte(`{"id":12345678901234567890,"neg":-9223372036854775809,"tag":"<a&b>"}`)}},
+		},
+		{
 			name: "anchors and aliases",
 			src: `listeners:
   - name: a
