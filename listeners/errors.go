@@ -1,23 +1,28 @@
 package listeners
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 )
 
-// The kinds of configuration error; an *Error wraps one of them (errors.Is).
-var (
-	ErrSyntax            = errors.New("not valid YAML")
-	ErrNoListeners       = errors.New("no listeners: the file needs a non-empty listeners: list")
-	ErrUnknownKey        = errors.New("unknown key")
-	ErrDuplicateKey      = errors.New("key given twice")
-	ErrMissingEvent      = errors.New("event is required (the aviso event type to watch, e.g. mars)")
-	ErrBothStarts        = errors.New("from_id and from_date are both set; set at most one")
-	ErrDuplicateName     = errors.New("duplicate listener name")
-	ErrDuplicateListener = errors.New("same event and identifiers as another listener")
-	ErrInvalidValue      = errors.New("invalid value")
+// ErrorKind is a kind of configuration error; an *Error wraps one of the
+// constants below (compare with errors.Is).
+type ErrorKind string
+
+func (k ErrorKind) Error() string { return string(k) }
+
+// The kinds of configuration error.
+const (
+	ErrSyntax            ErrorKind = "not valid YAML"
+	ErrNoListeners       ErrorKind = "no listeners: the file needs a non-empty listeners: list"
+	ErrUnknownKey        ErrorKind = "unknown key"
+	ErrDuplicateKey      ErrorKind = "key given twice"
+	ErrMissingEvent      ErrorKind = "event is required (the aviso event type to watch, e.g. mars)"
+	ErrBothStarts        ErrorKind = "from_id and from_date are both set; set at most one"
+	ErrDuplicateName     ErrorKind = "duplicate listener name"
+	ErrDuplicateListener ErrorKind = "same event and identifiers as another listener"
+	ErrInvalidValue      ErrorKind = "invalid value"
 )
 
 // Error is a configuration error in a listener file. It names what an
