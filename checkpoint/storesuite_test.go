@@ -1,4 +1,4 @@
-package checkpoint
+package checkpoint_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint"
 	"github.com/aviso-bridge/aviso-bridge/checkpoint/lease"
 )
 
@@ -14,11 +15,13 @@ func TestStoreSuite(t *testing.T) {
 	t.Run("file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "checkpoint.json")
 		bridgetest.StoreSuite(t, bridgetest.StoreSuiteConfig{
-			Open: func(_ context.Context, key string, _ lease.Config) (bridge.Store, error) { return OpenFile(path, key) },
+			Open: func(_ context.Context, key string, _ lease.Config) (bridge.Store, error) {
+				return checkpoint.OpenFile(path, key)
+			},
 		})
 	})
 	t.Run("memory", func(t *testing.T) {
-		m := NewMemory()
+		m := checkpoint.NewMemory()
 		bridgetest.StoreSuite(t, bridgetest.StoreSuiteConfig{
 			Open: func(_ context.Context, key string, _ lease.Config) (bridge.Store, error) { return m.Open(key) },
 		})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint"
 	"github.com/aviso-bridge/aviso-bridge/checkpoint/lease"
 	"github.com/aviso-bridge/aviso-bridge/sinks/nats/natstest"
 )
@@ -110,4 +111,29 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: Validate = %v, want %q", tt.cfg, err, tt.want)
 		}
 	}
+}
+
+func TestFleetSuite(t *testing.T) {
+	srv := natstest.NewServer(t)
+	nc := connect(t, srv)
+	bridgetest.FleetSuite(t, bridgetest.FleetSuiteConfig{
+		StoreSuiteConfig: bridgetest.StoreSuiteConfig{
+			Open: func(ctx context.Context, key string, lc lease.Config) (bridge.Store, error) {
+				return Open(ctx, nc, Config{Key: key, Lease: lc}, nil)
+			},
+			TTL:     600 * time.Millisecond,
+			Abandon: func(s bridge.Store) { s.(*Store).lease.Abandon() },
+		},
+		OpenFleet: func(ctx context.Context, ttl time.Duration) (bridgetest.FleetStore, error) {
+			return OpenBucket(ctx, nc, BucketConfig{Lease: lease.Config{TTL: ttl}}, nil)
+		},
+		AnnounceDead: func(ctx context.Context, id string) error {
+			b, err := OpenBucket(ctx, nc, BucketConfig{}, nil)
+			if err != nil {
+				return err
+			}
+			_, err = b.kv.Put(ctx, checkpoint.MemberPrefix+id, []byte(`{"owner":"`+id+`"}`))
+			return err
+		},
+	})
 }
