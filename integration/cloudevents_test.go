@@ -159,7 +159,10 @@ func sdkReadJetStream(t *testing.T, ns *natstest.Server, n int) []*event.Event {
 	defer cancel()
 	opened := make(chan error, 1)
 	go func() { opened <- c.OpenInbound(ctx) }()
-	t.Cleanup(func() { cancel(); <-opened })
+	t.Cleanup(func() {
+		cancel()
+		t.Logf("OpenInbound returned %v", <-opened) // it ends with ctx
+	})
 	out := make([]*event.Event, 0, n)
 	for len(out) < n {
 		m, err := c.Receive(ctx)

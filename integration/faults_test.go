@@ -62,7 +62,6 @@ type avisoFault struct {
 	name string
 	// opts configure avisotest; dir is the test's temp dir.
 	opts func(dir string) []avisotest.Option
-	env  env
 	// setup queues faults before the bridge starts; dir is the test's
 	// temp dir (for token files).
 	setup func(t *testing.T, srv *avisotest.Server, dir string, e env) env

@@ -116,7 +116,7 @@ type avisoStack struct {
 
 // startAviso starts NATS (alias "nats", as deploy/aviso-server/config.yaml
 // expects) and aviso-server with that configuration file copied in.
-func startAviso(t *testing.T, ctx context.Context) *avisoStack {
+func startAviso(ctx context.Context, t *testing.T) *avisoStack {
 	t.Helper()
 	nw, err := tcnetwork.New(ctx)
 	testcontainers.CleanupNetwork(t, nw)
@@ -214,7 +214,7 @@ func (b *broker) restart(ctx context.Context, down time.Duration) error {
 
 // startNATS starts a NATS server with JetStream for the sink, its client port
 // bound to a fixed host port.
-func startNATS(t *testing.T, ctx context.Context) *broker {
+func startNATS(ctx context.Context, t *testing.T) *broker {
 	t.Helper()
 	ctr, err := tcnats.Run(ctx, natsImage, fixedPort("4222/tcp", freePort(t)))
 	testcontainers.CleanupContainer(t, ctr)
@@ -270,7 +270,7 @@ func startNATS(t *testing.T, ctx context.Context) *broker {
 
 // startKafka starts Kafka in KRaft mode with its client port bound to a
 // fixed host port, and creates the topic (one partition).
-func startKafka(t *testing.T, ctx context.Context) *broker {
+func startKafka(ctx context.Context, t *testing.T) *broker {
 	t.Helper()
 	ctr, err := tckafka.Run(ctx, kafkaImage, tckafka.WithClusterID("aviso-bridge-e2e"), fixedPort("9093/tcp", freePort(t)))
 	testcontainers.CleanupContainer(t, ctr)
@@ -344,19 +344,19 @@ func startKafka(t *testing.T, ctx context.Context) *broker {
 func TestContainers(t *testing.T) {
 	requireDocker(t)
 	ctx := t.Context()
-	aviso := startAviso(t, ctx)
+	aviso := startAviso(ctx, t)
 	aviso.publish(t, 0, 200) // history before any bridge starts
 
 	for _, tc := range []struct {
 		name   string
-		start  func(*testing.T, context.Context) *broker
+		start  func(context.Context, *testing.T) *broker
 		maxDup int
 	}{
 		{"jetstream", startNATS, 0},
 		{"kafka", startKafka, 256},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := tc.start(t, ctx)
+			b := tc.start(ctx, t)
 			dir := t.TempDir()
 			e := aviso.bridgeEnv(dir)
 			for k, v := range b.env {

@@ -164,7 +164,7 @@ func Stalled(ctx context.Context, cfg StalledConfig) (StalledResult, error) {
 		select {
 		case <-tick.C:
 		case err := <-exited:
-			return res, fmt.Errorf("aviso-bridge exited before SIGTERM: %v; last log lines:\n%s", err, tail.String())
+			return res, fmt.Errorf("aviso-bridge exited before SIGTERM: %w; last log lines:\n%s", err, tail.String())
 		case <-ctx.Done():
 			return res, ctx.Err()
 		}

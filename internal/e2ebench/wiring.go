@@ -191,13 +191,13 @@ func (b *inproc) live(ctx context.Context, ready, feed func(context.Context) err
 	pdone := make(chan error, 1)
 	go func() {
 		err := b.pipe.Run(runCtx)
-		cancel(fmt.Errorf("pipeline stopped: %v", err))
+		cancel(fmt.Errorf("pipeline stopped: %w", err))
 		pdone <- err
 	}()
 	sdone := make(chan error, 1)
 	go func() {
 		err := b.sup.Run(runCtx)
-		cancel(fmt.Errorf("supervisor stopped: %v", err))
+		cancel(fmt.Errorf("supervisor stopped: %w", err))
 		sdone <- err
 	}()
 	err := ready(runCtx)

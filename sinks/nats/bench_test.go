@@ -91,7 +91,7 @@ func publishVia(ctx context.Context, via string, sink bridge.Sink, ns []*bridge.
 	go func() { runErr <- p.Run(ctx) }()
 	for _, n := range ns {
 		if err := p.Submit(ctx, n); err != nil {
-			return fmt.Errorf("submit %s: %w (run: %v)", n.ID, err, <-runErr)
+			return fmt.Errorf("submit %s: %w (run: %w)", n.ID, err, <-runErr)
 		}
 	}
 	p.CloseInput()

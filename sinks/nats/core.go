@@ -158,7 +158,7 @@ func (s *CoreSink) flushBatch() {
 	violation := errors.Is(lastErr, natsgo.ErrPermissionViolation)
 
 	s.mu.Lock()
-	fresh := violation && lastErr != s.seenErr
+	fresh := violation && !errors.Is(lastErr, s.seenErr) //nolint:errorlint // identity: has nats.go recorded a new violation since the last flush?
 	s.seenErr = lastErr
 	for _, p := range batch {
 		var ackErr error
@@ -170,7 +170,7 @@ func (s *CoreSink) flushBatch() {
 		case fresh:
 			// Only the last violation is visible; others in this batch
 			// may have been refused too. Send them again.
-			ackErr = fmt.Errorf("nats publish %s to subject %q: a publish in the same flush was refused (%v): %w", p.id, p.subj, lastErr, ErrEarlierFailed)
+			ackErr = fmt.Errorf("nats publish %s to subject %q: a publish in the same flush was refused (%s): %w", p.id, p.subj, lastErr.Error(), ErrEarlierFailed)
 		}
 		s.outstanding--
 		if ackErr != nil && !bridge.IsPermanent(ackErr) {

@@ -145,8 +145,8 @@ func payloadSize(m *natsgo.Msg) int {
 // tooLargeForConn reports whether m exceeds the connection's max_payload
 // (nats.go would refuse it with ErrMaxPayload).
 func tooLargeForConn(nc *natsgo.Conn, m *natsgo.Msg) bool {
-	max := nc.MaxPayload()
-	return max > 0 && int64(payloadSize(m)) > max
+	limit := nc.MaxPayload()
+	return limit > 0 && int64(payloadSize(m)) > limit
 }
 
 // isTooLarge reports a publish refused for its size: over the server's

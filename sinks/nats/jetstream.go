@@ -185,7 +185,7 @@ func (s *JetStreamSink) setupStream(ctx context.Context) error {
 			Storage:     jetstream.FileStorage,
 			Duplicates:  want,
 		}
-		st, err = s.js.CreateStream(ctx, cfg)
+		_, err = s.js.CreateStream(ctx, cfg)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			st, err = s.js.Stream(ctx, c.Stream) // another bridge won the race
 			break

@@ -35,8 +35,8 @@ func RunPipeline(ctx context.Context, sink bridge.Sink, notes []*bridge.Notifica
 				break
 			}
 			p.CloseInput()
-			<-done
-			return bridge.Checkpoint{}, fmt.Errorf("submit %s: %w", n.ID, err)
+			runErr := <-done
+			return bridge.Checkpoint{}, fmt.Errorf("submit %s: %w (run: %v)", n.ID, err, runErr) //nolint:errorlint // the submit error is the one to match
 		}
 		if onSubmit != nil {
 			onSubmit(i)
