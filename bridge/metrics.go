@@ -91,3 +91,27 @@ func NopMetrics() *Metrics {
 		BehindCheckpoint:       n,
 	}
 }
+
+// ListenerState is what a listener is doing on this bridge: the "state" of
+// GET /status and the state label of aviso_bridge_listener_state
+// (interface.md section 5).
+type ListenerState string
+
+const (
+	// ListenerStarting: configured, its stream not yet confirmed open.
+	ListenerStarting ListenerState = "starting"
+	// ListenerRunning: its stream is being forwarded by this bridge.
+	ListenerRunning ListenerState = "running"
+	// ListenerStandby: waiting for its lease (another bridge holds it).
+	ListenerStandby ListenerState = "standby"
+	// ListenerFailed: stopped by a permanent error (aviso 4xx, a rejection
+	// under BRIDGE_ON_REJECT=fail); the other listeners go on.
+	ListenerFailed ListenerState = "failed"
+	// ListenerFinished: its replay reached its end.
+	ListenerFinished ListenerState = "finished"
+)
+
+// ListenerStates returns every ListenerState, in lifecycle order.
+func ListenerStates() []ListenerState {
+	return []ListenerState{ListenerStarting, ListenerRunning, ListenerStandby, ListenerFailed, ListenerFinished}
+}

@@ -1,75 +1,210 @@
 // Package metrics builds the bridge's Metrics on Prometheus client_golang,
 // registered on a registry passed in (never the global one). It sits beside
-// the data flow: every stage (supervisor, bridge, sinks) records into the
-// same *bridge.Metrics.
+// the data flow: every stage of one listener (supervisor, pipeline, sink)
+// records into the same *bridge.Metrics, whose series carry that listener's
+// name in the label "listener" (interface.md section 5).
 package metrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
-const namespace = "aviso_bridge"
+const (
+	namespace = "aviso_bridge"
+	// ListenerLabel is the label naming the listener on every per-listener
+	// metric.
+	ListenerLabel = "listener"
+	// StateLabel is the second label of aviso_bridge_listener_state.
+	StateLabel = "state"
+)
 
-// New registers every metric of interface.md section 5 on reg and returns
-// them as a *bridge.Metrics.
+// Set holds the metrics of every listener of one bridge, registered once on
+// one registry. It is safe for concurrent use.
+type Set struct {
+	v     vectors
+	state *prometheus.GaugeVec
+
+	mu        sync.Mutex
+	listeners map[string]*bridge.Metrics
+}
+
+// NewSet registers every metric of interface.md section 5 on reg, each
+// per-listener one with the label "listener", and
+// aviso_bridge_listener_state{listener,state}. A registry holds at most one
+// Set (registering twice panics, as prometheus.MustRegister does).
+func NewSet(reg prometheus.Registerer) *Set {
+	f := &factory{reg: reg}
+	s := &Set{v: newVectors(f), listeners: map[string]*bridge.Metrics{}}
+	s.state = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "listener_state",
+		Help: "1 for the listener's current state on this bridge (starting, running, standby, failed, finished), 0 for the others."},
+		[]string{ListenerLabel, StateLabel})
+	reg.MustRegister(s.state)
+	return s
+}
+
+// New registers the metrics on reg and returns those of the listener named
+// "" (NewSet(reg).Listener("")): the form of a bridge that does not name its
+// listener. A caller that knows the listener name uses NewSet and Listener.
 func New(reg prometheus.Registerer) *bridge.Metrics {
-	f := factory{reg: reg}
-	rejected := f.counterVec("notifications_rejected_total", "Notifications the sink rejected permanently, by the BRIDGE_ON_REJECT action taken.", "action")
-	reconnects := f.counterVec("reconnects_total", "Reconnects to aviso-server, by reason.", "reason")
-	for _, a := range []string{"fail", "dlq", "skip"} {
-		rejected.WithLabelValues(a)
+	return NewSet(reg).Listener("")
+}
+
+// Listener returns the metrics of the listener name: every series with
+// listener=name, created on the first call (counters and gauges at 0) and
+// the same *bridge.Metrics on every later call until Forget(name).
+func (s *Set) Listener(name string) *bridge.Metrics {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.listeners[name]; ok {
+		return m
 	}
+	m := s.v.forListener(name)
+	s.listeners[name] = m
+	return m
+}
+
+// Forget deletes every per-listener series of name (when the listener moved
+// to another bridge, so that this bridge no longer exports its gauges such
+// as connected and checkpoint_sequence). Metrics returned earlier keep
+// working but are no longer exported; the next Listener(name) starts new
+// series (counters from 0, which Prometheus reads as a reset). The listener's
+// aviso_bridge_listener_state is kept: a listener held elsewhere is
+// "standby" here (SetState).
+func (s *Set) Forget(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.listeners, name)
+	l := prometheus.Labels{ListenerLabel: name}
+	for _, v := range s.v.all {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// SetState sets aviso_bridge_listener_state of listener: 1 for state, 0 for
+// every other state of bridge.ListenerStates (all 0 when state is none of
+// them).
+func (s *Set) SetState(listener string, state bridge.ListenerState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range bridge.ListenerStates() {
+		v := 0.0
+		if st == state {
+			v = 1
+		}
+		s.state.WithLabelValues(listener, string(st)).Set(v)
+	}
+}
+
+// vectors are the per-listener collectors; all lists them for Forget.
+type vectors struct {
+	all []*prometheus.MetricVec
+
+	received, published, rejected, reconnects   *prometheus.CounterVec
+	duplicates, malformed, gaps, serverErrors   *prometheus.CounterVec
+	commits, checkpointErrors, sinkErrors       *prometheus.CounterVec
+	deadLettered, sinkRetries, replayLimits     *prometheus.CounterVec
+	unrenderable, behind                        *prometheus.CounterVec
+	connected, inFlight, checkpointSeq, lastAck *prometheus.GaugeVec
+	latency, eventAge                           *prometheus.HistogramVec
+}
+
+func newVectors(f *factory) vectors {
 	latencyBuckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	ageBuckets := []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400}
+	v := vectors{
+		received:         f.counter("notifications_received_total", "Notifications read from aviso-server (after decoding, before deduplication)."),
+		published:        f.counter("notifications_published_total", "Notifications acknowledged by the sink."),
+		rejected:         f.counter("notifications_rejected_total", "Notifications the sink rejected permanently, by the BRIDGE_ON_REJECT action taken.", "action"),
+		duplicates:       f.counter("duplicates_dropped_total", "Notifications dropped because their sequence was already forwarded (seam duplicates, reconnect re-sends)."),
+		malformed:        f.counter("malformed_frames_total", "SSE frames that could not be decoded."),
+		gaps:             f.counter("sequence_gaps_total", "Forward jumps in the aviso sequence (normal under filters and after retention purges)."),
+		serverErrors:     f.counter("server_errors_total", "aviso `error` frames received."),
+		reconnects:       f.counter("reconnects_total", "Reconnects to aviso-server, by reason.", "reason"),
+		connected:        f.gauge("connected", "1 while the aviso stream is open with its opening frame confirmed."),
+		inFlight:         f.gauge("in_flight", "Notifications handed to the sink and not yet acknowledged."),
+		checkpointSeq:    f.gauge("checkpoint_sequence", "Last committed aviso sequence."),
+		commits:          f.counter("checkpoint_commits_total", "Checkpoint commits written."),
+		checkpointErrors: f.counter("checkpoint_errors_total", "Checkpoint commits that failed."),
+		sinkErrors:       f.counter("sink_errors_total", "Publish failures reported by the sink (retryable and permanent)."),
+		latency:          f.histogram("publish_latency_seconds", "Time from receipt from aviso to sink acknowledgement.", latencyBuckets),
+		eventAge:         f.histogram("event_age_seconds", "Time from the CloudEvent time to sink acknowledgement.", ageBuckets),
+		lastAck:          f.gauge("last_ack_timestamp_seconds", "Unix time of the last sink acknowledgement."),
+		deadLettered:     f.counter("dead_lettered_total", "Items published to the dead-letter destination."),
+		sinkRetries:      f.counter("sink_retries_total", "Ordered re-publish rounds after a retryable sink failure."),
+		replayLimits:     f.counter("replay_limit_reached_total", "notification_replay_limit_reached frames (the bridge keeps paging)."),
+		unrenderable:     f.counter("unrenderable_total", "Notifications aviso-server reported it cannot build (CloudEvent creation failed error frames); the bridge skips them."),
+		behind:           f.counter("behind_checkpoint_total", "Times aviso-server was found serving sequences below the committed checkpoint for longer than the grace."),
+	}
+	v.all = f.vecs
+	return v
+}
+
+// forListener curries every vector with listener=name.
+func (v *vectors) forListener(name string) *bridge.Metrics {
+	l := prometheus.Labels{ListenerLabel: name}
+	rejected := v.rejected.MustCurryWith(l)
+	for _, a := range []bridge.RejectPolicy{bridge.RejectFail, bridge.RejectDLQ, bridge.RejectSkip} {
+		rejected.WithLabelValues(string(a))
+	}
+	reconnects := v.reconnects.MustCurryWith(l)
 	return &bridge.Metrics{
-		NotificationsReceived:  f.counter("notifications_received_total", "Notifications read from aviso-server (after decoding, before deduplication)."),
-		NotificationsPublished: f.counter("notifications_published_total", "Notifications acknowledged by the sink."),
+		NotificationsReceived:  v.received.WithLabelValues(name),
+		NotificationsPublished: v.published.WithLabelValues(name),
 		NotificationsRejected:  func(action string) bridge.Counter { return rejected.WithLabelValues(action) },
-		DuplicatesDropped:      f.counter("duplicates_dropped_total", "Notifications dropped because their sequence was already forwarded (seam duplicates, reconnect re-sends)."),
-		MalformedFrames:        f.counter("malformed_frames_total", "SSE frames that could not be decoded."),
-		SequenceGaps:           f.counter("sequence_gaps_total", "Forward jumps in the aviso sequence (normal under filters and after retention purges)."),
-		ServerErrors:           f.counter("server_errors_total", "aviso `error` frames received."),
+		DuplicatesDropped:      v.duplicates.WithLabelValues(name),
+		MalformedFrames:        v.malformed.WithLabelValues(name),
+		SequenceGaps:           v.gaps.WithLabelValues(name),
+		ServerErrors:           v.serverErrors.WithLabelValues(name),
 		Reconnects:             func(reason string) bridge.Counter { return reconnects.WithLabelValues(reason) },
-		Connected:              f.gauge("connected", "1 while the aviso stream is open with its opening frame confirmed."),
-		InFlight:               f.gauge("in_flight", "Notifications handed to the sink and not yet acknowledged."),
-		CheckpointSequence:     f.gauge("checkpoint_sequence", "Last committed aviso sequence."),
-		CheckpointCommits:      f.counter("checkpoint_commits_total", "Checkpoint commits written."),
-		CheckpointErrors:       f.counter("checkpoint_errors_total", "Checkpoint commits that failed."),
-		SinkErrors:             f.counter("sink_errors_total", "Publish failures reported by the sink (retryable and permanent)."),
-		PublishLatency:         f.histogram("publish_latency_seconds", "Time from receipt from aviso to sink acknowledgement.", latencyBuckets),
-		EventAge:               f.histogram("event_age_seconds", "Time from the CloudEvent time to sink acknowledgement.", []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400}),
-		LastAckTimestamp:       f.gauge("last_ack_timestamp_seconds", "Unix time of the last sink acknowledgement."),
-		DeadLettered:           f.counter("dead_lettered_total", "Items published to the dead-letter destination."),
-		SinkRetries:            f.counter("sink_retries_total", "Ordered re-publish rounds after a retryable sink failure."),
-		ReplayLimitsReached:    f.counter("replay_limit_reached_total", "notification_replay_limit_reached frames (the bridge keeps paging)."),
-		Unrenderable:           f.counter("unrenderable_total", "Notifications aviso-server reported it cannot build (CloudEvent creation failed error frames); the bridge skips them."),
-		BehindCheckpoint:       f.counter("behind_checkpoint_total", "Times aviso-server was found serving sequences below the committed checkpoint for longer than the grace."),
+		Connected:              v.connected.WithLabelValues(name),
+		InFlight:               v.inFlight.WithLabelValues(name),
+		CheckpointSequence:     v.checkpointSeq.WithLabelValues(name),
+		CheckpointCommits:      v.commits.WithLabelValues(name),
+		CheckpointErrors:       v.checkpointErrors.WithLabelValues(name),
+		SinkErrors:             v.sinkErrors.WithLabelValues(name),
+		PublishLatency:         v.latency.WithLabelValues(name),
+		EventAge:               v.eventAge.WithLabelValues(name),
+		LastAckTimestamp:       v.lastAck.WithLabelValues(name),
+		DeadLettered:           v.deadLettered.WithLabelValues(name),
+		SinkRetries:            v.sinkRetries.WithLabelValues(name),
+		ReplayLimitsReached:    v.replayLimits.WithLabelValues(name),
+		Unrenderable:           v.unrenderable.WithLabelValues(name),
+		BehindCheckpoint:       v.behind.WithLabelValues(name),
 	}
 }
 
-type factory struct{ reg prometheus.Registerer }
+// factory registers per-listener vectors (label "listener" first, then
+// labels) and remembers them.
+type factory struct {
+	reg  prometheus.Registerer
+	vecs []*prometheus.MetricVec
+}
 
-func (f factory) counter(name, help string) prometheus.Counter {
-	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
+func (f *factory) labels(labels []string) []string {
+	return append([]string{ListenerLabel}, labels...)
+}
+
+func (f *factory) counter(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, f.labels(labels))
 	f.reg.MustRegister(c)
+	f.vecs = append(f.vecs, c.MetricVec)
 	return c
 }
 
-func (f factory) counterVec(name, help, label string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, []string{label})
-	f.reg.MustRegister(c)
-	return c
-}
-
-func (f factory) gauge(name, help string) prometheus.Gauge {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help})
+func (f *factory) gauge(name, help string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, f.labels(nil))
 	f.reg.MustRegister(g)
+	f.vecs = append(f.vecs, g.MetricVec)
 	return g
 }
 
-func (f factory) histogram(name, help string, buckets []float64) prometheus.Histogram {
-	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets})
+func (f *factory) histogram(name, help string, buckets []float64) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, f.labels(nil))
 	f.reg.MustRegister(h)
+	f.vecs = append(f.vecs, h.MetricVec)
 	return h
 }
