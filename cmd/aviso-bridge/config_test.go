@@ -309,3 +309,32 @@ func TestEveryVariableIsListed(t *testing.T) {
 		}
 	}
 }
+
+// The choices and sequences are decoded at load, into the values run uses.
+func TestTypedValuesAtLoad(t *testing.T) {
+	c, err := load(t, minimal(map[string]string{"SINK": " jetstream ", "CHECKPOINT_STORE": "none", "AVISO_MODE": "replay",
+		"AVISO_FROM_ID": " 7", "AVISO_TO_ID": "9", "BRIDGE_ON_REJECT": "dlq"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sink != sinkJetStream || c.Checkpoint.Store != storeNone || aviso.Mode(c.Aviso.Mode) != aviso.Replay ||
+		bridge.RejectPolicy(c.Bridge.OnReject) != bridge.RejectDLQ {
+		t.Errorf("choices: %q %q %v %q", c.Sink, c.Checkpoint.Store, c.Aviso.Mode, c.Bridge.OnReject)
+	}
+	if p := c.Aviso.FromID.ptr(); p == nil || *p != 7 {
+		t.Errorf("AVISO_FROM_ID: %v", p)
+	}
+	if p := c.Aviso.ToID.ptr(); p == nil || *p != 9 {
+		t.Errorf("AVISO_TO_ID: %v", p)
+	}
+	if c.Aviso.FromDate != "" || c.Aviso.ToDate != "" {
+		t.Error("dates set")
+	}
+	unset, err := load(t, minimal(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unset.Aviso.FromID.ptr() != nil || unset.Aviso.ToID.ptr() != nil {
+		t.Error("unset sequences are not nil")
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -25,12 +26,20 @@ const (
 
 // EnvDecode implements envconfig.Decoder.
 func (k *sinkKind) EnvDecode(v string) error {
-	switch s := sinkKind(strings.TrimSpace(v)); s {
-	case sinkStdout, sinkNATS, sinkJetStream, sinkKafka:
-		*k = s
+	return decodeChoice(k, v, sinkStdout, sinkNATS, sinkJetStream, sinkKafka)
+}
+
+// decodeChoice sets *dst to v (trimmed) when it is one of choices.
+func decodeChoice[T ~string](dst *T, v string, choices ...T) error {
+	if s := T(strings.TrimSpace(v)); slices.Contains(choices, s) {
+		*dst = s
 		return nil
 	}
-	return fmt.Errorf("%q is not one of stdout, nats, jetstream, kafka", v)
+	names := make([]string, len(choices))
+	for i, c := range choices {
+		names[i] = string(c)
+	}
+	return fmt.Errorf("%q is not one of %s", v, strings.Join(names, ", "))
 }
 
 // avisoMode is AVISO_MODE.
@@ -111,10 +120,5 @@ const (
 
 // EnvDecode implements envconfig.Decoder.
 func (k *storeKind) EnvDecode(v string) error {
-	switch s := storeKind(strings.TrimSpace(v)); s {
-	case storeFile, storeNATSKV, storeKafka, storeNone:
-		*k = s
-		return nil
-	}
-	return fmt.Errorf("%q is not one of file, nats-kv, kafka, none", v)
+	return decodeChoice(k, v, storeFile, storeNATSKV, storeKafka, storeNone)
 }
