@@ -37,8 +37,7 @@ type Set struct {
 // aviso_bridge_listener_state{listener,state}. A registry holds at most one
 // Set (registering twice panics, as prometheus.MustRegister does).
 func NewSet(reg prometheus.Registerer) *Set {
-	f := &factory{reg: reg}
-	s := &Set{v: newVectors(f), listeners: map[string]*bridge.Metrics{}}
+	s := newSet(reg, true)
 	s.state = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "listener_state",
 		Help: "1 for the listener's current state on this bridge (starting, running, standby, failed, finished), 0 for the others."},
 		[]string{ListenerLabel, StateLabel})
@@ -46,11 +45,20 @@ func NewSet(reg prometheus.Registerer) *Set {
 	return s
 }
 
-// New registers the metrics on reg and returns those of the listener named
-// "" (NewSet(reg).Listener("")): the form of a bridge that does not name its
-// listener. A caller that knows the listener name uses NewSet and Listener.
+// New registers the metrics of one unnamed listener on reg, without the
+// label "listener" and without listener_state: the exposition of a bridge
+// that predates named listeners, kept until cmd/aviso-bridge, the
+// binary-level tests and internal/e2ebench use NewSet and Listener (the
+// contract wants the label on every per-listener metric).
 func New(reg prometheus.Registerer) *bridge.Metrics {
-	return NewSet(reg).Listener("")
+	return newSet(reg, false).Listener("")
+}
+
+// newSet registers the per-listener vectors, labelled with "listener" or
+// (the form of New) not.
+func newSet(reg prometheus.Registerer, labelled bool) *Set {
+	f := &factory{reg: reg, labelled: labelled}
+	return &Set{v: newVectors(f), listeners: map[string]*bridge.Metrics{}}
 }
 
 // Listener returns the metrics of the listener name: every series with
@@ -101,7 +109,8 @@ func (s *Set) SetState(listener string, state bridge.ListenerState) {
 
 // vectors are the per-listener collectors; all lists them for Forget.
 type vectors struct {
-	all []*prometheus.MetricVec
+	all      []*prometheus.MetricVec
+	labelled bool // the first label is "listener"
 
 	received, published, rejected, reconnects   *prometheus.CounterVec
 	duplicates, malformed, gaps, serverErrors   *prometheus.CounterVec
@@ -139,52 +148,59 @@ func newVectors(f *factory) vectors {
 		unrenderable:     f.counter("unrenderable_total", "Notifications aviso-server reported it cannot build (CloudEvent creation failed error frames); the bridge skips them."),
 		behind:           f.counter("behind_checkpoint_total", "Times aviso-server was found serving sequences below the committed checkpoint for longer than the grace."),
 	}
-	v.all = f.vecs
+	v.all, v.labelled = f.vecs, f.labelled
 	return v
 }
 
 // forListener curries every vector with listener=name.
 func (v *vectors) forListener(name string) *bridge.Metrics {
-	l := prometheus.Labels{ListenerLabel: name}
+	l, lv := prometheus.Labels{}, []string(nil)
+	if v.labelled {
+		l, lv = prometheus.Labels{ListenerLabel: name}, []string{name}
+	}
 	rejected := v.rejected.MustCurryWith(l)
 	for _, a := range []bridge.RejectPolicy{bridge.RejectFail, bridge.RejectDLQ, bridge.RejectSkip} {
 		rejected.WithLabelValues(string(a))
 	}
 	reconnects := v.reconnects.MustCurryWith(l)
 	return &bridge.Metrics{
-		NotificationsReceived:  v.received.WithLabelValues(name),
-		NotificationsPublished: v.published.WithLabelValues(name),
+		NotificationsReceived:  v.received.WithLabelValues(lv...),
+		NotificationsPublished: v.published.WithLabelValues(lv...),
 		NotificationsRejected:  func(action string) bridge.Counter { return rejected.WithLabelValues(action) },
-		DuplicatesDropped:      v.duplicates.WithLabelValues(name),
-		MalformedFrames:        v.malformed.WithLabelValues(name),
-		SequenceGaps:           v.gaps.WithLabelValues(name),
-		ServerErrors:           v.serverErrors.WithLabelValues(name),
+		DuplicatesDropped:      v.duplicates.WithLabelValues(lv...),
+		MalformedFrames:        v.malformed.WithLabelValues(lv...),
+		SequenceGaps:           v.gaps.WithLabelValues(lv...),
+		ServerErrors:           v.serverErrors.WithLabelValues(lv...),
 		Reconnects:             func(reason string) bridge.Counter { return reconnects.WithLabelValues(reason) },
-		Connected:              v.connected.WithLabelValues(name),
-		InFlight:               v.inFlight.WithLabelValues(name),
-		CheckpointSequence:     v.checkpointSeq.WithLabelValues(name),
-		CheckpointCommits:      v.commits.WithLabelValues(name),
-		CheckpointErrors:       v.checkpointErrors.WithLabelValues(name),
-		SinkErrors:             v.sinkErrors.WithLabelValues(name),
-		PublishLatency:         v.latency.WithLabelValues(name),
-		EventAge:               v.eventAge.WithLabelValues(name),
-		LastAckTimestamp:       v.lastAck.WithLabelValues(name),
-		DeadLettered:           v.deadLettered.WithLabelValues(name),
-		SinkRetries:            v.sinkRetries.WithLabelValues(name),
-		ReplayLimitsReached:    v.replayLimits.WithLabelValues(name),
-		Unrenderable:           v.unrenderable.WithLabelValues(name),
-		BehindCheckpoint:       v.behind.WithLabelValues(name),
+		Connected:              v.connected.WithLabelValues(lv...),
+		InFlight:               v.inFlight.WithLabelValues(lv...),
+		CheckpointSequence:     v.checkpointSeq.WithLabelValues(lv...),
+		CheckpointCommits:      v.commits.WithLabelValues(lv...),
+		CheckpointErrors:       v.checkpointErrors.WithLabelValues(lv...),
+		SinkErrors:             v.sinkErrors.WithLabelValues(lv...),
+		PublishLatency:         v.latency.WithLabelValues(lv...),
+		EventAge:               v.eventAge.WithLabelValues(lv...),
+		LastAckTimestamp:       v.lastAck.WithLabelValues(lv...),
+		DeadLettered:           v.deadLettered.WithLabelValues(lv...),
+		SinkRetries:            v.sinkRetries.WithLabelValues(lv...),
+		ReplayLimitsReached:    v.replayLimits.WithLabelValues(lv...),
+		Unrenderable:           v.unrenderable.WithLabelValues(lv...),
+		BehindCheckpoint:       v.behind.WithLabelValues(lv...),
 	}
 }
 
-// factory registers per-listener vectors (label "listener" first, then
-// labels) and remembers them.
+// factory registers per-listener vectors (label "listener" first when
+// labelled, then labels) and remembers them.
 type factory struct {
-	reg  prometheus.Registerer
-	vecs []*prometheus.MetricVec
+	reg      prometheus.Registerer
+	labelled bool
+	vecs     []*prometheus.MetricVec
 }
 
 func (f *factory) labels(labels []string) []string {
+	if !f.labelled {
+		return labels
+	}
 	return append([]string{ListenerLabel}, labels...)
 }
 

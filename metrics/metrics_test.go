@@ -220,14 +220,32 @@ func TestForget(t *testing.T) {
 	}
 }
 
-// New, the single-listener form, still registers everything, for the
-// listener "".
-func TestNewIsTheUnnamedListener(t *testing.T) {
+// New, the form cmd/aviso-bridge uses until it names its listeners, keeps
+// the exposition without the label listener (and without listener_state),
+// so that the binary's scrapes stay as they are.
+func TestNewKeepsTheUnlabelledForm(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	m.NotificationsReceived.Inc()
-	v, ok := find(gather(t, reg)["aviso_bridge_notifications_received_total"], "")
-	if !ok || v != 1 {
-		t.Errorf("notifications_received_total{listener=\"\"} = %v (present %v), want 1", v, ok)
+	m.Reconnects("eof").Inc()
+	got := gather(t, reg)
+	if v, ok := find(got["aviso_bridge_notifications_received_total"]); !ok || v != 1 {
+		t.Errorf("notifications_received_total (no labels) = %v (present %v), want 1", v, ok)
+	}
+	if v, ok := find(got["aviso_bridge_reconnects_total"], "eof"); !ok || v != 1 {
+		t.Errorf("reconnects_total{reason=eof} = %v (present %v), want 1", v, ok)
+	}
+	if v, ok := find(got["aviso_bridge_notifications_rejected_total"], "skip"); !ok || v != 0 {
+		t.Errorf("notifications_rejected_total{action=skip} = %v (present %v), want 0", v, ok)
+	}
+	if _, ok := got["aviso_bridge_listener_state"]; ok {
+		t.Error("New registers listener_state")
+	}
+	for name, ss := range got {
+		for _, s := range ss {
+			if _, ok := listenerOf(s); ok {
+				t.Errorf("%s has the label listener under New", name)
+			}
+		}
 	}
 }
