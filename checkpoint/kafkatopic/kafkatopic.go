@@ -106,17 +106,16 @@ type Store struct {
 
 	// opMu serialises reading and writing the partition and guards the
 	// fields up to mu.
-	opMu       sync.Mutex
-	owner      string
-	readOffset int64        // next offset to read
-	newest     newestRecord // the newest record for the key: what Load returns
-	holder     string       // the owner holding the key as the records read tell; "" when free
-	recent     [2]ownerMark // the newest records with an owner, of the two most recent distinct owners
-	foreign    ownerMark    // the newest record by another owner
-	cp         bridge.Checkpoint
-	have       bool // cp is set: the position claims, refreshes and the release restate
-	claimed    bool // our claim won
-	lostTo     ownerMark
+	opMu    sync.Mutex
+	owner   string
+	reader  partReader   // the key's partition; reader.next is the next offset to read
+	newest  newestRecord // the newest record for the key: what Load returns
+	own     ownership    // who holds the key as the records read tell
+	foreign ownerMark    // the newest record by another owner
+	cp      bridge.Checkpoint
+	have    bool // cp is set: the position claims, refreshes and the release restate
+	claimed bool // our claim won
+	lostTo  ownerMark
 
 	mu        sync.Mutex
 	healthErr error
@@ -224,6 +223,7 @@ func (st *Store) open(ctx context.Context, replication int) error {
 		return fmt.Errorf("KAFKA_CHECKPOINT_TOPIC %q: %w", st.topic, err)
 	}
 	st.partition = p
+	st.reader = partReader{client: st.client, topic: st.topic, partition: p, timeout: st.timeout}
 	return nil
 }
 
@@ -239,7 +239,7 @@ func (b *backend) Read(ctx context.Context) (lease.State, error) {
 	if st.newest.err != nil {
 		return lease.State{}, st.newest.err // never overwrite what cannot be read
 	}
-	return lease.State{Holder: st.holder, Version: uint64(st.foreign.offset + 1), Writer: st.foreign.owner}, nil
+	return lease.State{Holder: st.own.holder, Version: uint64(st.foreign.offset + 1), Writer: st.foreign.owner}, nil
 }
 
 // Claim implements lease.Backend: it writes a claim record with the newest
@@ -249,7 +249,7 @@ func (b *backend) Claim(ctx context.Context, _ lease.State, owner string) ([]any
 	st.opMu.Lock()
 	defer st.opMu.Unlock()
 	st.cp, st.have = st.newest.cp, st.newest.found
-	basis := st.readOffset
+	basis := st.reader.next
 	rec := st.record(owner)
 	rec.Claim, rec.Basis = true, &basis
 	if st.beforeClaim != nil {
@@ -262,12 +262,12 @@ func (b *backend) Claim(ctx context.Context, _ lease.State, owner string) ([]any
 	if err := st.catchUp(ctx); err != nil {
 		return nil, err
 	}
-	if st.holder != owner {
+	if st.own.holder != owner {
 		// Another bridge wrote first: one claiming at the same time, or
 		// the holder refreshing at the last moment.
-		holder := st.holder
+		holder := st.own.holder
 		if holder == "" {
-			holder = st.lastOther(owner).owner
+			holder = st.own.lastOther(owner).owner
 		}
 		return nil, &lease.HeldError{Where: st.where(), Key: st.key, Holder: holder}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint"
 	"github.com/aviso-bridge/aviso-bridge/checkpoint/lease"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
 )
@@ -97,4 +98,34 @@ func TestOpenRetryable(t *testing.T) {
 	if !bridge.IsRetryable(err) {
 		t.Fatalf("Open without a broker = %v, want a *bridge.RetryableError", err)
 	}
+}
+
+func TestFleetSuite(t *testing.T) {
+	c := client(kafkatest.NewCluster(t, kfake.DefaultNumPartitions(3)))
+	bridgetest.FleetSuite(t, bridgetest.FleetSuiteConfig{
+		StoreSuiteConfig: bridgetest.StoreSuiteConfig{
+			Open: func(ctx context.Context, key string, lc lease.Config) (bridge.Store, error) {
+				return Open(ctx, c, Config{Key: key, Timeout: 5 * time.Second, Lease: lc}, nil)
+			},
+			TTL:     600 * time.Millisecond,
+			Abandon: func(s bridge.Store) { s.(*Store).lease.Abandon() },
+		},
+		OpenFleet: func(ctx context.Context, ttl time.Duration) (bridgetest.FleetStore, error) {
+			return OpenTopic(ctx, c, TopicConfig{Timeout: 5 * time.Second, Lease: lease.Config{TTL: ttl}}, nil)
+		},
+		AnnounceDead: func(ctx context.Context, id string) error {
+			tp, err := OpenTopic(ctx, c, TopicConfig{Timeout: 5 * time.Second}, nil)
+			if err != nil {
+				return err
+			}
+			key := checkpoint.MemberPrefix + id
+			parts := make([]int, len(tp.readers))
+			for i, r := range tp.readers {
+				parts[i] = r.partition
+			}
+			r := partReader{client: c, topic: DefaultTopic, partition: partitionOf(key, parts), timeout: 5 * time.Second}
+			_, err = r.produce(ctx, key, []byte(`{"owner":"`+id+`"}`))
+			return err
+		},
+	})
 }

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -62,28 +60,42 @@ func (st *Store) ensureTopic(ctx context.Context, replication int) error {
 // findPartition is where the key's records live (kafka.Hash, as a Writer
 // would pick).
 func (st *Store) findPartition(ctx context.Context) (int, error) {
-	ctx, cancel := st.bounded(ctx)
-	defer cancel()
-	md, err := st.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{st.topic}})
+	parts, err := partitions(ctx, st.client, st.topic, st.timeout)
 	if err != nil {
 		return 0, err
 	}
+	return partitionOf(st.key, parts), nil
+}
+
+// partitionOf is the partition of key's records among parts.
+func partitionOf(key string, parts []int) int {
+	return (&kafkago.Hash{}).Balance(kafkago.Message{Key: []byte(key)}, parts...)
+}
+
+// partitions lists the topic's partitions.
+func partitions(ctx context.Context, client *kafkago.Client, topic string, timeout time.Duration) ([]int, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	md, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range md.Topics {
-		if t.Name != st.topic {
+		if t.Name != topic {
 			continue
 		}
 		if t.Error != nil {
-			return 0, t.Error
+			return nil, t.Error
 		}
 		parts := make([]int, len(t.Partitions))
 		for i := range parts {
 			parts[i] = i
 		}
 		if len(parts) > 0 {
-			return (&kafkago.Hash{}).Balance(kafkago.Message{Key: []byte(st.key)}, parts...), nil
+			return parts, nil
 		}
 	}
-	return 0, kafkago.UnknownTopicOrPartition
+	return nil, kafkago.UnknownTopicOrPartition
 }
 
 // catchUp reads what was written to the partition since the last look,
@@ -93,10 +105,8 @@ func (st *Store) findPartition(ctx context.Context) (int, error) {
 // unless ctx itself ended (Close stopping the refresher, a caller giving
 // up). Called with opMu held.
 func (st *Store) catchUp(ctx context.Context) error {
-	rctx, cancel := st.bounded(ctx)
-	defer cancel()
-	err := st.readNew(rctx)
-	if err != nil {
+	if err := st.reader.readNew(ctx, st.applyRecord); err != nil {
+		err = fmt.Errorf("%s %w", st.where(), err)
 		if ctx.Err() == nil {
 			st.setHealth(err)
 		}
@@ -110,138 +120,31 @@ func (st *Store) catchUp(ctx context.Context) error {
 	return nil
 }
 
-// readNew reads the partition from readOffset to its end.
-func (st *Store) readNew(ctx context.Context) error {
-	first, last, err := st.bounds(ctx)
-	if err != nil {
-		return fmt.Errorf("%s partition %d: %w", st.where(), st.partition, err)
-	}
-	st.readOffset = max(st.readOffset, first)
-	for st.readOffset < last {
-		n, err := st.fetch(ctx, last, 250*time.Millisecond)
-		if err != nil {
-			return fmt.Errorf("%s partition %d: read: %w", st.where(), st.partition, err)
-		}
-		if n == 0 {
-			// Nothing readable before the high watermark (compacted away
-			// or control records).
-			st.readOffset = last
-		}
-	}
-	return nil
-}
-
 // AwaitChange implements lease.Watcher: one long poll of the partition
-// from where the store last read, which the broker answers as soon as
-// anything is written (or after d, at most half the store's timeout).
+// from where the store last read (see partReader.await).
 func (b *backend) AwaitChange(ctx context.Context, d time.Duration) error {
 	st := (*Store)(b)
 	st.opMu.Lock()
 	defer st.opMu.Unlock()
-	d = min(d, st.timeout/2)
-	rctx, cancel := st.bounded(ctx)
-	defer cancel()
-	if _, err := st.fetch(rctx, math.MaxInt64, d); err != nil {
-		return fmt.Errorf("%s partition %d: wait for a change: %w", st.where(), st.partition, err)
+	if err := st.reader.await(ctx, d, st.applyRecord); err != nil {
+		return fmt.Errorf("%s %w", st.where(), err)
 	}
 	return nil
 }
 
-// bounds returns the partition's log start offset and high watermark.
-func (st *Store) bounds(ctx context.Context) (first, last int64, err error) {
-	if first, err = st.offset(ctx, kafkago.FirstOffsetOf(st.partition)); err != nil {
-		return 0, 0, err
+// applyRecord applies a record of the partition when it is the key's.
+func (st *Store) applyRecord(off int64, key, value []byte, _ time.Time) error {
+	if bytes.Equal(key, []byte(st.key)) {
+		st.apply(off, value)
 	}
-	last, err = st.offset(ctx, kafkago.LastOffsetOf(st.partition))
-	return first, last, err
-}
-
-// offset answers one offset request for the key's partition.
-func (st *Store) offset(ctx context.Context, req kafkago.OffsetRequest) (int64, error) {
-	topics := map[string][]kafkago.OffsetRequest{st.topic: {req}}
-	res, err := st.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: topics})
-	if err != nil {
-		return 0, err
-	}
-	for _, po := range res.Topics[st.topic] {
-		switch {
-		case po.Partition != st.partition:
-		case po.Error != nil:
-			return 0, po.Error
-		case req.Timestamp == kafkago.FirstOffset:
-			return po.FirstOffset, nil
-		default:
-			return po.LastOffset, nil
-		}
-	}
-	return 0, kafkago.UnknownTopicOrPartition
-}
-
-// fetch reads one batch from readOffset, applying the key's records below
-// end, and returns how many records it applied or skipped.
-func (st *Store) fetch(ctx context.Context, end int64, wait time.Duration) (int, error) {
-	res, err := st.client.Fetch(ctx, &kafkago.FetchRequest{
-		Topic: st.topic, Partition: st.partition, Offset: st.readOffset,
-		MinBytes: 1, MaxBytes: 1 << 20, MaxWait: wait,
-	})
-	if err != nil {
-		return 0, err
-	}
-	if res.Error != nil {
-		return 0, res.Error
-	}
-	defer func() {
-		if c, ok := res.Records.(io.Closer); ok {
-			_ = c.Close()
-		}
-	}()
-	n := 0
-	for {
-		r, err := res.Records.ReadRecord()
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		if r.Offset < st.readOffset { // batches may start before the requested offset
-			continue
-		}
-		if r.Offset >= end {
-			return n, nil
-		}
-		st.readOffset = r.Offset + 1
-		n++
-		if v, ok, err := st.value(r); err != nil {
-			return n, err
-		} else if ok {
-			st.apply(r.Offset, v)
-		}
-	}
-}
-
-// value returns the value of r when its key is ours (ok), nil for a
-// tombstone.
-func (st *Store) value(r *kafkago.Record) (v []byte, ok bool, err error) {
-	if r.Key == nil {
-		return nil, false, nil
-	}
-	k, err := kafkago.ReadAll(r.Key)
-	if err != nil || !bytes.Equal(k, []byte(st.key)) {
-		return nil, false, err
-	}
-	if r.Value == nil {
-		return nil, true, nil
-	}
-	v, err = kafkago.ReadAll(r.Value)
-	return v, err == nil, err
+	return nil
 }
 
 // apply folds the key's record at offset off (value v, nil for a
 // tombstone) into the store's view. Called with opMu held.
 func (st *Store) apply(off int64, v []byte) {
 	if v == nil { // tombstone: the key was deleted
-		st.newest, st.holder = newestRecord{}, ""
+		st.newest, st.own.holder = newestRecord{}, ""
 		return
 	}
 	var rec record
@@ -252,8 +155,11 @@ func (st *Store) apply(off int64, v []byte) {
 	if rec.Owner != "" && rec.Owner != st.owner {
 		st.foreign = ownerMark{rec.Owner, off}
 	}
-	if !st.applyOwner(off, rec) {
+	if !st.own.apply(off, rec) {
 		return // a lost claim changes nothing, not even the checkpoint
+	}
+	if rec.Claim && st.claimed && rec.Owner != st.owner && st.lostTo.owner == "" {
+		st.lostTo = ownerMark{rec.Owner, off}
 	}
 	st.newest = newestRecord{}
 	if rec.Sequence == nil {
@@ -269,75 +175,11 @@ func (st *Store) apply(off int64, v []byte) {
 	}
 }
 
-// applyOwner folds the owner of the record at off into the holder; false
-// for a claim that lost.
-func (st *Store) applyOwner(off int64, rec record) bool {
-	switch {
-	case rec.Owner == "":
-		// A release (or a value written by hand): the key is free unless
-		// it names someone else than the holder as the releaser, a bridge
-		// that lost the key without noticing yet.
-		if rec.ReleasedBy == "" || rec.ReleasedBy == st.holder {
-			st.holder = ""
-		}
-	case rec.Claim:
-		other := st.lastOther(rec.Owner)
-		won := rec.Basis == nil || other.owner == "" || other.offset < *rec.Basis
-		st.mark(rec.Owner, off)
-		if !won {
-			return false
-		}
-		if st.claimed && rec.Owner != st.owner && st.lostTo.owner == "" {
-			st.lostTo = ownerMark{rec.Owner, off}
-		}
-		st.holder = rec.Owner
-	default: // a refresh or a commit
-		st.mark(rec.Owner, off)
-		if st.holder == "" {
-			st.holder = rec.Owner
-		}
-	}
-	return true
-}
-
-// mark notes that owner wrote the key at offset off.
-func (st *Store) mark(owner string, off int64) {
-	if st.recent[0].owner != owner {
-		st.recent[1] = st.recent[0]
-	}
-	st.recent[0] = ownerMark{owner: owner, offset: off}
-}
-
-// lastOther is the newest record with an owner other than owner (zero
-// when there is none).
-func (st *Store) lastOther(owner string) ownerMark {
-	for _, m := range st.recent {
-		if m.owner != "" && m.owner != owner {
-			return m
-		}
-	}
-	return ownerMark{}
-}
-
 // write produces rec under the key with acks=all and returns its offset.
 func (st *Store) write(ctx context.Context, rec record) (int64, error) {
 	body, err := json.Marshal(rec)
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := st.bounded(ctx)
-	defer cancel()
-	res, err := st.client.Produce(ctx, &kafkago.ProduceRequest{
-		Topic:        st.topic,
-		Partition:    st.partition,
-		RequiredAcks: kafkago.RequireAll,
-		Records:      kafkago.NewRecordReader(kafkago.Record{Time: time.Now(), Key: kafkago.NewBytes([]byte(st.key)), Value: kafkago.NewBytes(body)}),
-	})
-	if err != nil {
-		return 0, err
-	}
-	if res.Error != nil {
-		return 0, res.Error
-	}
-	return res.BaseOffset, nil
+	return st.reader.produce(ctx, st.key, body)
 }
