@@ -47,6 +47,10 @@ type Notification struct {
 	// Received is when the bridge read the notification from the wire
 	// (the start of publish_latency_seconds).
 	Received time.Time
+	// Listener is the name of the listener (the aviso watch) that received
+	// it: the {listener} placeholder of every template ("" renders like a
+	// missing value).
+	Listener string
 }
 
 // IdentifierValue returns the value of identifier key k as template text: a

@@ -32,6 +32,7 @@ const (
 	partSequence
 	partID
 	partIdentifier
+	partListener
 )
 
 type templatePart struct {
@@ -40,7 +41,8 @@ type templatePart struct {
 }
 
 // Template is a parsed NATS_SUBJECT / KAFKA_TOPIC / KAFKA_KEY / DLQ name
-// with placeholders {event_type}, {sequence}, {id} and {identifier.KEY}.
+// with placeholders {event_type}, {sequence}, {id}, {identifier.KEY} and
+// {listener} (interface.md section 4).
 type Template struct {
 	src   string
 	parts []templatePart
@@ -76,10 +78,12 @@ func ParseTemplate(src string, enc Encoding) (*Template, error) {
 			t.parts = append(t.parts, templatePart{kind: partSequence})
 		case name == "id":
 			t.parts = append(t.parts, templatePart{kind: partID})
+		case name == "listener":
+			t.parts = append(t.parts, templatePart{kind: partListener})
 		case strings.HasPrefix(name, "identifier.") && len(name) > len("identifier.") && !strings.ContainsAny(name, "{"):
 			t.parts = append(t.parts, templatePart{kind: partIdentifier, text: strings.TrimPrefix(name, "identifier.")})
 		default:
-			return nil, fmt.Errorf("template %q: unknown placeholder {%s} (known: {event_type}, {sequence}, {id}, {identifier.KEY})", src, name)
+			return nil, fmt.Errorf("template %q: unknown placeholder {%s} (known: {event_type}, {sequence}, {id}, {identifier.KEY}, {listener})", src, name)
 		}
 		rest = rest[open+end+1:]
 	}
@@ -118,6 +122,8 @@ func (t *Template) Render(n *Notification) string {
 			b.WriteString(strconv.FormatUint(n.Sequence, 10))
 		case partID:
 			t.writeValue(&b, n.ID)
+		case partListener:
+			t.writeValue(&b, n.Listener)
 		case partIdentifier:
 			if !parsed {
 				ids, parsed = parseIdentifier(n.Identifier), true

@@ -57,6 +57,40 @@ func TestTemplateRender(t *testing.T) {
 	}
 }
 
+// {listener} renders the notification's listener name, encoded like every
+// other value: one percent-encoded token in NATS subjects, '_' for bytes
+// outside [A-Za-z0-9._-] in Kafka topics, verbatim in keys; an unnamed
+// listener renders like a missing value.
+func TestTemplateListener(t *testing.T) {
+	tests := []struct {
+		tmpl     string
+		enc      bridge.Encoding
+		listener string
+		want     string
+	}{
+		{"aviso.{listener}.{event_type}", bridge.EncodeNATSSubject, "mars-od_1", "aviso.mars-od_1.mars"},
+		{"aviso.{listener}", bridge.EncodeNATSSubject, "mars.od *>%", "aviso.mars%2Eod%20%2A%3E%25"},
+		{"dlq.{listener}", bridge.EncodeNATSSubject, "", "dlq._"},
+		{"aviso-{listener}", bridge.EncodeKafkaTopic, "mars.od/en fc", "aviso-mars.od_en_fc"},
+		{"aviso-{listener}", bridge.EncodeKafkaTopic, "", "aviso-_"},
+		{"{listener}/{identifier.class}", bridge.EncodeNone, "mars od/é", "mars od/é/od"},
+		{"{listener}", bridge.EncodeNone, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tmpl+"/"+tt.listener, func(t *testing.T) {
+			tm, err := bridge.ParseTemplate(tt.tmpl, tt.enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := tmplNote(`{"class":"od"}`)
+			n.Listener = tt.listener
+			if got := tm.Render(n); got != tt.want {
+				t.Fatalf("Render with listener %q = %q, want %q", tt.listener, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestTemplateRenderWithoutIdentifier(t *testing.T) {
 	tm, err := bridge.ParseTemplate("a.{identifier.class}", bridge.EncodeNATSSubject)
 	if err != nil {
@@ -75,6 +109,7 @@ func TestParseTemplateErrors(t *testing.T) {
 		{"aviso.{identifier.}", "unknown placeholder {identifier.}"},
 		{"aviso.{identifier}", "unknown placeholder {identifier}"},
 		{"aviso.{}", "unknown placeholder {}"},
+		{"aviso.{listeners}", "unknown placeholder {listeners} (known: {event_type}, {sequence}, {id}, {identifier.KEY}, {listener})"},
 		{"aviso.{event_type", "'{' without a matching '}'"},
 		{"aviso.event_type}", "'}' without a matching '{'"},
 		{"a.{x{y}}", "unknown placeholder"},
@@ -103,6 +138,7 @@ func TestTemplateStaticAndWildcard(t *testing.T) {
 		{"aviso.{event_type}.{identifier.class}.x", false, "aviso.*.*.x"},
 		{"aviso.pre{event_type}post.end", false, "aviso.*.end"},
 		{"{event_type}", false, "*"},
+		{"aviso.{listener}.{event_type}", false, "aviso.*.*"},
 		{"a.{event_type}{sequence}.b", false, "a.*.b"},
 		{"a.>", true, "a.>"},
 	}

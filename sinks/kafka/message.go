@@ -42,7 +42,7 @@ var (
 // memoised (a bridge watches one event type).
 type template struct {
 	t         *bridge.Template
-	perNotice bool // uses {sequence}, {id} or {identifier.*}
+	perNotice bool // uses {sequence}, {id}, {identifier.*} or {listener}
 
 	mu       sync.Mutex
 	lastType string
@@ -56,10 +56,11 @@ func newTemplate(t *bridge.Template) *template {
 }
 
 // perNotification reports whether t renders differently for two
-// notifications of the same event type.
+// notifications of the same event type (two listeners may share the sink).
 func perNotification(t *bridge.Template) bool {
 	src := t.String()
-	return strings.Contains(src, "{sequence}") || strings.Contains(src, "{id}") || strings.Contains(src, "{identifier.")
+	return strings.Contains(src, "{sequence}") || strings.Contains(src, "{id}") || strings.Contains(src, "{identifier.") ||
+		strings.Contains(src, "{listener}")
 }
 
 func (t *template) render(n *bridge.Notification) string {

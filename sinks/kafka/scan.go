@@ -38,7 +38,7 @@ func (s *Sink) scan(ctx context.Context) error {
 		return nil
 	case s.topic.perNotice:
 		s.log.Warn("sink.kafka.dedupe.disabled", "reason",
-			"KAFKA_TOPIC renders a topic per notification ({sequence}, {id} or {identifier.*}); duplicates after a crash are possible",
+			"KAFKA_TOPIC renders a topic per notification ({sequence}, {id}, {identifier.*} or {listener}); duplicates after a crash are possible",
 			"topic_template", s.cfg.Topic)
 		return nil
 	case s.cfg.EventType == "" && strings.Contains(s.cfg.Topic, "{event_type}"):

@@ -48,3 +48,32 @@ func TestNonStringIdentifierTopicsAndKeys(t *testing.T) {
 		}
 	}
 }
+
+// {listener} in KAFKA_TOPIC and KAFKA_KEY renders each notification's
+// listener, also when two listeners of one event type alternate on the
+// shared sink (no rendering is reused across listeners).
+func TestListenerTopicsAndKeys(t *testing.T) {
+	cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(2))
+	s := newSink(t, cl, kafka.Config{Topic: "aviso-{listener}", Key: "{listener}/{event_type}", DedupeScan: -1})
+	listeners := []string{"mars od", "mars-en"}
+	topics := map[string]string{"mars od": "aviso-mars_od", "mars-en": "aviso-mars-en"}
+	notes := bridgetest.Notifications(1, 6)
+	for i, n := range notes {
+		n.Listener = listeners[i%2]
+	}
+	drive(t, s, notes, bridgetest.DriveConfig{})
+	for i, l := range listeners {
+		recs := readTopic(t, cl, topics[l])
+		if len(recs) != 3 {
+			t.Fatalf("topic %q holds %d records, want 3 (listener %q)", topics[l], len(recs), l)
+		}
+		for j, r := range recs {
+			if got, want := string(r.Key), l+"/mars"; got != want {
+				t.Errorf("record %d of %s: key %q, want %q", j, topics[l], got, want)
+			}
+			if got, want := seqOf(t, r), uint64(2*j+i+1); got != want {
+				t.Errorf("record %d of %s: sequence %d, want %d", j, topics[l], got, want)
+			}
+		}
+	}
+}
