@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint/lease"
 )
 
 // File format versions. The layout follows the aviso client's JSON file
@@ -40,15 +40,18 @@ type fileEntry struct {
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
-// File is the file checkpoint store (CHECKPOINT_STORE=file). It holds an
-// exclusive lock on "<real path>.lock" from OpenFile to Close, so two
-// bridges cannot share one file, and replaces the file atomically on every
-// commit (temp file in the same directory, fsync, rename, fsync of the
-// directory): after a crash the file holds either the previous or the new
-// state. The real path is the configured one with every symbolic link
-// resolved (also a dangling link to a file not created yet), so a store
-// opened through a link and one opened through the real path share the
-// lock, and a commit replaces the link's target, never the link.
+// File is the file checkpoint store (CHECKPOINT_STORE=file) of one key.
+// It holds an exclusive lock on its key (<real path>.keys/<hash>.lock,
+// filelock.go) from OpenFile to Close, so two bridges cannot hold one key,
+// while stores of other keys share the file; every commit takes the
+// file-wide lock <real path>.lock, re-reads the file (keeping the other
+// keys' entries) and replaces it atomically (temp file in the same
+// directory, fsync, rename, fsync of the directory): after a crash the
+// file holds either the previous or the new state. The real path is the
+// configured one with every symbolic link resolved (also a dangling link
+// to a file not created yet), so a store opened through a link and one
+// opened through the real path share the locks, and a commit replaces the
+// link's target, never the link.
 type File struct {
 	path string // as configured (messages)
 	real string // path with symbolic links resolved (I/O and lock)
@@ -69,56 +72,62 @@ var _ bridge.Store = (*File)(nil)
 // parent directory (0o755) if missing. A missing file means no checkpoint.
 // An unreadable or corrupt file, or one of another format version, is an
 // error naming the path (never a silent restart from scratch). When another
-// process (or another open File) holds the file, the error wraps
-// bridge.ErrKeyHeld and names the file and the key. Temp files left by a
-// crash between write and rename are removed.
+// process (or another open File) holds the key, the error is a
+// *lease.HeldError (wrapping bridge.ErrKeyHeld) naming the file, the key
+// and the holder. Other keys of the file can be open at the same time, in
+// this process or others (see filelock.go). Temp files left by a crash
+// between write and rename are removed.
 func OpenFile(path, key string) (*File, error) {
+	return OpenFileLease(context.Background(), path, key, lease.Config{})
+}
+
+// OpenFileLease is OpenFile with a lease mode: lease.Standby waits until
+// the key's holder closes its store or dies (the kernel drops its lock),
+// polling the lock every 20ms, until ctx ends; lease.Probe and lease.Try
+// fail at once. lc.Owner, when set, names this store in the key's lock;
+// lc.TTL is not used.
+func OpenFileLease(ctx context.Context, path, key string, lc lease.Config) (*File, error) {
 	if path == "" {
 		return nil, errors.New("CHECKPOINT_FILE: empty path")
 	}
 	if key == "" {
 		return nil, errors.New("CHECKPOINT_KEY: empty key")
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("CHECKPOINT_FILE %s: create directory: %w", path, err)
-	}
-	resolved, err := realPath(path)
+	resolved, err := prepare(path)
 	if err != nil {
-		return nil, fmt.Errorf("CHECKPOINT_FILE %s: resolve symbolic links: %w", path, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(resolved), 0o755); err != nil {
-		return nil, fmt.Errorf("CHECKPOINT_FILE %s: create directory %s: %w", path, filepath.Dir(resolved), err)
-	}
-	lockPath := resolved + ".lock"
-	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("CHECKPOINT_FILE %s: open lock file: %w", path, err)
-	}
-	if err := lockFile(lock); err != nil {
-		lock.Close()
-		if errors.Is(err, errLocked) {
-			holder := ""
-			if b, rerr := os.ReadFile(lockPath); rerr == nil && len(bytes.TrimSpace(b)) > 0 {
-				holder = " (held by pid " + string(bytes.TrimSpace(b)) + ")"
-			}
-			return nil, fmt.Errorf("CHECKPOINT_FILE %s: checkpoint key %s: lock %s is held by another bridge%s: %w", path, key, lockPath, holder, bridge.ErrKeyHeld)
-		}
-		return nil, fmt.Errorf("CHECKPOINT_FILE %s: lock %s: %w", path, lockPath, err)
-	}
-	// Record the holder for the message above; failure is harmless.
-	if lock.Truncate(0) == nil {
-		_, _ = lock.WriteAt([]byte(fmt.Sprintf("%d\n", os.Getpid())), 0)
-	}
-	f := &File{path: path, real: resolved, key: key, lock: lock, syncFn: (*os.File).Sync}
-	if err := f.removeTemps(); err != nil {
-		f.Close()
 		return nil, err
 	}
-	if err := f.read(); err != nil {
+	lock, err := lockKey(ctx, path, resolved, key, lc)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{path: path, real: resolved, key: key, lock: lock, syncFn: (*os.File).Sync}
+	err = withFileLock(resolved, func() error {
+		if err := f.removeTemps(); err != nil {
+			return err
+		}
+		return f.read()
+	})
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
 	return f, nil
+}
+
+// prepare creates path's directory and returns its real path (see File).
+func prepare(path string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", fmt.Errorf("CHECKPOINT_FILE %s: create directory: %w", path, err)
+	}
+	resolved, err := realPath(path)
+	if err != nil {
+		return "", fmt.Errorf("CHECKPOINT_FILE %s: resolve symbolic links: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(resolved), 0o755); err != nil {
+		return "", fmt.Errorf("CHECKPOINT_FILE %s: create directory %s: %w", path, filepath.Dir(resolved), err)
+	}
+	return resolved, nil
 }
 
 // Path returns the file's path as configured.
@@ -189,7 +198,8 @@ func realPath(path string) (string, error) {
 func (f *File) tempPrefix() string { return filepath.Base(f.real) + ".tmp-" }
 
 // removeTemps deletes temp files a crash left between write and rename;
-// the lock guarantees no live writer owns them.
+// the file-wide lock, held by the caller, guarantees no live writer owns
+// them.
 func (f *File) removeTemps() error {
 	dir := filepath.Dir(f.real)
 	entries, err := os.ReadDir(dir)
@@ -208,16 +218,48 @@ func (f *File) removeTemps() error {
 }
 
 func (f *File) read() error {
-	f.doc = fileDoc{Version: fileVersion, KeyFormatVersion: keyFormatVersion, Checkpoints: map[string]json.RawMessage{}}
-	b, err := os.ReadFile(f.real)
+	doc, err := readDoc(f.path, f.real)
+	if err != nil {
+		return err
+	}
+	f.doc = doc
+	if e, ok := f.doc.Checkpoints[f.key]; ok {
+		cp, err := parseEntry(f.path, f.key, e)
+		if err != nil {
+			return err
+		}
+		f.cp, f.found = cp, true
+	}
+	return nil
+}
+
+// corrupt is the error of a file that cannot be decoded.
+func corrupt(path, format string, args ...any) error {
+	return fmt.Errorf("CHECKPOINT_FILE %s: corrupt checkpoint file (fix or remove it to start from AVISO_FROM_*): "+format, append([]any{path}, args...)...)
+}
+
+// parseEntry decodes the entry of key.
+func parseEntry(path, key string, e json.RawMessage) (bridge.Checkpoint, error) {
+	var ent fileEntry
+	if err := json.Unmarshal(e, &ent); err != nil {
+		return bridge.Checkpoint{}, corrupt(path, "checkpoint key %s: %v", key, err)
+	}
+	if ent.Sequence == nil {
+		return bridge.Checkpoint{}, corrupt(path, "checkpoint key %s: no last_committed_sequence", key)
+	}
+	return bridge.Checkpoint{Sequence: *ent.Sequence, EventID: ent.EventID, UpdatedAt: ent.UpdatedAt}, nil
+}
+
+// readDoc reads the file at resolved (configured as path); a missing
+// file is an empty document.
+func readDoc(path, resolved string) (fileDoc, error) {
+	doc := fileDoc{Version: fileVersion, KeyFormatVersion: keyFormatVersion, Checkpoints: map[string]json.RawMessage{}}
+	b, err := os.ReadFile(resolved)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return doc, nil
 	}
 	if err != nil {
-		return fmt.Errorf("CHECKPOINT_FILE %s: %w", f.path, err)
-	}
-	corrupt := func(format string, args ...any) error {
-		return fmt.Errorf("CHECKPOINT_FILE %s: corrupt checkpoint file (fix or remove it to start from AVISO_FROM_*): "+format, append([]any{f.path}, args...)...)
+		return doc, fmt.Errorf("CHECKPOINT_FILE %s: %w", path, err)
 	}
 	var raw struct {
 		Version          *int                       `json:"version"`
@@ -225,31 +267,20 @@ func (f *File) read() error {
 		Checkpoints      map[string]json.RawMessage `json:"checkpoints"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return corrupt("%v", err)
+		return doc, corrupt(path, "%v", err)
 	}
 	switch {
 	case raw.Version == nil:
-		return corrupt("no \"version\"")
+		return doc, corrupt(path, "no \"version\"")
 	case *raw.Version != fileVersion:
-		return fmt.Errorf("CHECKPOINT_FILE %s: unsupported file version %d (want %d)", f.path, *raw.Version, fileVersion)
+		return doc, fmt.Errorf("CHECKPOINT_FILE %s: unsupported file version %d (want %d)", path, *raw.Version, fileVersion)
 	case raw.KeyFormatVersion != nil && *raw.KeyFormatVersion != keyFormatVersion:
-		return fmt.Errorf("CHECKPOINT_FILE %s: unsupported key_format_version %d (want %d)", f.path, *raw.KeyFormatVersion, keyFormatVersion)
+		return doc, fmt.Errorf("CHECKPOINT_FILE %s: unsupported key_format_version %d (want %d)", path, *raw.KeyFormatVersion, keyFormatVersion)
 	}
 	if raw.Checkpoints != nil {
-		f.doc.Checkpoints = raw.Checkpoints
+		doc.Checkpoints = raw.Checkpoints
 	}
-	if e, ok := f.doc.Checkpoints[f.key]; ok {
-		var ent fileEntry
-		if err := json.Unmarshal(e, &ent); err != nil {
-			return corrupt("checkpoint key %s: %v", f.key, err)
-		}
-		if ent.Sequence == nil {
-			return corrupt("checkpoint key %s: no last_committed_sequence", f.key)
-		}
-		f.cp = bridge.Checkpoint{Sequence: *ent.Sequence, EventID: ent.EventID, UpdatedAt: ent.UpdatedAt}
-		f.found = true
-	}
-	return nil
+	return doc, nil
 }
 
 // Load returns the checkpoint of the store's key (read at OpenFile, then
@@ -277,27 +308,46 @@ func (f *File) Commit(_ context.Context, cp bridge.Checkpoint) error {
 	if cp.UpdatedAt.IsZero() {
 		cp.UpdatedAt = time.Now().UTC()
 	}
-	seq := cp.Sequence
-	entry, err := json.Marshal(fileEntry{Sequence: &seq, EventID: cp.EventID, UpdatedAt: cp.UpdatedAt})
+	entry, err := encodeEntry(cp)
 	if err != nil {
 		return fmt.Errorf("CHECKPOINT_FILE %s: %w", f.path, err)
 	}
-	doc := fileDoc{Version: fileVersion, KeyFormatVersion: keyFormatVersion, Checkpoints: make(map[string]json.RawMessage, len(f.doc.Checkpoints)+1)}
-	for k, v := range f.doc.Checkpoints {
-		doc.Checkpoints[k] = v
-	}
-	doc.Checkpoints[f.key] = entry
-	body, err := json.MarshalIndent(doc, "", "  ")
+	err = withFileLock(f.real, func() error {
+		doc, err := readDoc(f.path, f.real) // other keys, written by other stores since
+		if err != nil {
+			return err
+		}
+		doc.Checkpoints[f.key] = entry
+		if err := writeDoc(doc, f.replace); err != nil {
+			return err
+		}
+		f.doc = doc
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("CHECKPOINT_FILE %s: %w", f.path, err)
-	}
-	body = append(body, '\n')
-	if err := f.replace(body); err != nil {
 		return fmt.Errorf("CHECKPOINT_FILE %s: commit sequence %d: %w", f.path, cp.Sequence, err)
 	}
-	f.doc = doc
 	f.cp, f.found = cp, true
 	return nil
+}
+
+// encodeEntry is the file entry of cp.
+func encodeEntry(cp bridge.Checkpoint) (json.RawMessage, error) {
+	if cp.UpdatedAt.IsZero() {
+		cp.UpdatedAt = time.Now().UTC()
+	}
+	seq := cp.Sequence
+	return json.Marshal(fileEntry{Sequence: &seq, EventID: cp.EventID, UpdatedAt: cp.UpdatedAt})
+}
+
+// writeDoc encodes doc and hands it to replace.
+func writeDoc(doc fileDoc, replace func([]byte) error) error {
+	doc.Version, doc.KeyFormatVersion = fileVersion, keyFormatVersion
+	body, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	return replace(append(body, '\n'))
 }
 
 // replace writes body to a temp file in the file's directory, syncs it,

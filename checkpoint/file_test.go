@@ -132,14 +132,12 @@ func TestFileKeepsOtherKeys(t *testing.T) {
 func TestFileSecondOpenerFails(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.json")
 	f := openFile(t, path, testKey)
-	for _, key := range []string{testKey, "another-key"} {
-		_, err := OpenFile(path, key)
-		if !errors.Is(err, bridge.ErrKeyHeld) {
-			t.Fatalf("second OpenFile(%s): %v, want ErrKeyHeld", key, err)
-		}
-		if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, key) {
-			t.Fatalf("error does not name file and key: %q", msg)
-		}
+	_, err := OpenFile(path, testKey)
+	if !errors.Is(err, bridge.ErrKeyHeld) {
+		t.Fatalf("second OpenFile(%s): %v, want ErrKeyHeld", testKey, err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, testKey) || !strings.Contains(msg, "held by another bridge") {
+		t.Fatalf("error does not name file and key: %q", msg)
 	}
 	// The first holder is unaffected and releasing the lock lets the next in.
 	if err := f.Commit(context.Background(), cpAt(1)); err != nil {
@@ -149,6 +147,30 @@ func TestFileSecondOpenerFails(t *testing.T) {
 	g := openFile(t, path, testKey)
 	if cp, _ := mustLoad(t, g); cp.Sequence != 1 {
 		t.Fatalf("got %d", cp.Sequence)
+	}
+}
+
+// Stores of different keys share one file (several listeners, several
+// processes on one host): each commit keeps the other keys' entries, also
+// those committed after the store was opened.
+func TestFileKeysShareTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	ctx := context.Background()
+	a, b := openFile(t, path, "key-a"), openFile(t, path, "key-b")
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := a.Commit(ctx, cpAt(seq)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(ctx, cpAt(seq*10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close()
+	b.Close()
+	for key, want := range map[string]uint64{"key-a": 3, "key-b": 30} {
+		if cp, found := mustLoad(t, openFile(t, path, key)); !found || cp.Sequence != want {
+			t.Errorf("%s: %d, %v; want %d", key, cp.Sequence, found, want)
+		}
 	}
 }
 

@@ -186,7 +186,7 @@ func (s *fleetSuite) admin(t *testing.T) {
 	if err := holder.Commit(ctx, bridge.Checkpoint{Sequence: 5, EventID: "mars@5"}); err != nil {
 		t.Fatalf("Commit: %v", err)
 	}
-	checkList(ctx, t, f, key)
+	s.checkList(ctx, t, f, key)
 	checkAdminHeld(t, "Set", f.Set(ctx, key, bridge.Checkpoint{Sequence: 9}, false), "bridge-adm")
 	checkAdminHeld(t, "Delete", f.Delete(ctx, key, false), "bridge-adm")
 	if err := holder.Close(); err != nil {
@@ -222,15 +222,18 @@ func (s *fleetSuite) admin(t *testing.T) {
 
 // checkList: List shows key at 5 held by bridge-adm, sorted, without
 // member records.
-func checkList(ctx context.Context, t *testing.T, f FleetStore, key string) {
+func (s *fleetSuite) checkList(ctx context.Context, t *testing.T, f FleetStore, key string) {
 	t.Helper()
 	list, err := f.List(ctx)
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
 	i := slices.IndexFunc(list, func(e checkpoint.Entry) bool { return e.Key == key })
-	if i < 0 || !list[i].Found || list[i].Checkpoint.Sequence != 5 || list[i].Holder != "bridge-adm" || list[i].LeaseExpires.IsZero() {
+	if i < 0 || !list[i].Found || list[i].Checkpoint.Sequence != 5 || list[i].Holder != "bridge-adm" {
 		t.Fatalf("List = %+v, want %s at 5 held by bridge-adm with a lease expiry", list, key)
+	}
+	if s.cfg.TTL > 0 && list[i].LeaseExpires.IsZero() {
+		t.Errorf("List entry %+v: no lease expiry", list[i])
 	}
 	if !slices.IsSortedFunc(list, func(a, b checkpoint.Entry) int { return strings.Compare(a.Key, b.Key) }) {
 		t.Errorf("List not sorted by key")
