@@ -203,7 +203,7 @@ func (s *Supervisor) forward(ctx context.Context, an *aviso.Notification) (ok bo
 		s.m.SequenceGaps.Inc()
 		s.log.Debug("aviso.sequence.gap", "expected", s.lastForwarded+1, "observed", an.Sequence)
 	}
-	n := Convert(an, s.cfg.Clock.Now())
+	n := s.convert(an)
 	if err := s.cfg.Pipeline.Submit(ctx, &n); err != nil {
 		return false, err
 	}

@@ -80,9 +80,14 @@ type Config struct {
 	// BehindWarnInterval is the least time between two WARNs of one
 	// behind-checkpoint episode (default 5 min).
 	BehindWarnInterval time.Duration
+	// Listener is the name of the listener this supervisor runs
+	// (AVISO_LISTENER_NAME or the name in AVISO_LISTENERS_FILE; default the
+	// event type). Every notification it forwards carries it
+	// (bridge.Notification.Listener, the {listener} placeholder).
+	Listener string
 	// CheckpointName names the checkpoint in the behind-checkpoint hint
 	// (`aviso-bridge checkpoint set NAME SEQ`): the listener name (default
-	// the event type).
+	// Listener).
 	CheckpointName string
 	Logger         *slog.Logger
 	Metrics        *bridge.Metrics
@@ -201,8 +206,11 @@ func (cfg *Config) setDefaults() {
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
 	}
+	if cfg.Listener == "" {
+		cfg.Listener = cfg.EventType
+	}
 	if cfg.CheckpointName == "" {
-		cfg.CheckpointName = cfg.EventType
+		cfg.CheckpointName = cfg.Listener
 	}
 	orDefault(&cfg.Backoff.Base, 250*time.Millisecond)
 	orDefault(&cfg.Backoff.Max, 30*time.Second)
