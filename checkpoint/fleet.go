@@ -2,9 +2,12 @@ package checkpoint
 
 import (
 	"context"
+	"errors"
+	"io"
 	"time"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint/lease"
 )
 
 // MemberPrefix starts the key of a member record (member.<instance id>)
@@ -93,4 +96,23 @@ type Admin interface {
 	// Delete removes key (position and lease); deleting an absent key
 	// succeeds.
 	Delete(ctx context.Context, key string, force bool) error
+}
+
+// ChangeLeased is the admin's change of a key in a leased store: open
+// takes the key's lease with lc in mode lease.Probe (a live holder fails
+// it with a *lease.HeldError, which gets the admin's hint; a dead one is
+// outwaited for one TTL), change runs on the open store, which is closed
+// after. For store implementations (natskv, kafkatopic).
+func ChangeLeased[S io.Closer](open func(lease.Config) (S, error), lc lease.Config, change func(S) error) error {
+	lc.Mode = lease.Probe
+	st, err := open(lc)
+	if err != nil {
+		var held *lease.HeldError
+		if errors.As(err, &held) {
+			held.Detail = "stop that bridge first, or force the change"
+		}
+		return err
+	}
+	defer func() { _ = st.Close() }()
+	return change(st)
 }

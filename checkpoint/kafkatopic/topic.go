@@ -278,16 +278,8 @@ func (t *Topic) change(ctx context.Context, key string, cp *bridge.Checkpoint, f
 	if force {
 		return t.forceChange(ctx, key, cp)
 	}
-	st, err := t.open(ctx, key, lease.Config{TTL: t.cfg.Lease.TTL, Owner: t.cfg.Lease.Owner, Mode: lease.Probe})
-	if err != nil {
-		var held *lease.HeldError
-		if errors.As(err, &held) {
-			held.Detail = "stop that bridge first, or force the change"
-		}
-		return err
-	}
-	defer func() { _ = st.Close() }()
-	return st.replace(ctx, cp)
+	open := func(lc lease.Config) (*Store, error) { return t.open(ctx, key, lc) }
+	return checkpoint.ChangeLeased(open, t.cfg.Lease, func(st *Store) error { return st.replace(ctx, cp) })
 }
 
 // forceChange writes without looking at the holder: a record with no

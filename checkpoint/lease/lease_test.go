@@ -46,3 +46,34 @@ func TestConfig(t *testing.T) {
 		t.Errorf("owner ids %q and %q: want new, non-empty ids", a, b)
 	}
 }
+
+// The tracker judges liveness on its own clock: alive until a record is
+// unchanged for one TTL since first seen or last changed.
+func TestTracker(t *testing.T) {
+	ttl := time.Second
+	tr := NewTracker(ttl)
+	t0 := time.Unix(1000, 0)
+	for _, step := range []struct {
+		at      time.Duration
+		version uint64
+		alive   bool
+		lapses  time.Duration
+	}{
+		{0, 1, true, ttl},                                           // first seen: alive for one TTL
+		{900 * time.Millisecond, 1, true, ttl},                      // unchanged, within the TTL
+		{time.Second, 1, false, ttl},                                // unchanged for the TTL: dead
+		{1500 * time.Millisecond, 2, true, 2500 * time.Millisecond}, // written again: alive
+	} {
+		alive, by := tr.Observe("k", step.version, t0.Add(step.at))
+		if alive != step.alive || !by.Equal(t0.Add(step.lapses)) {
+			t.Errorf("at %v version %d: alive %v lapses %v; want %v, %v", step.at, step.version, alive, by.Sub(t0), step.alive, step.lapses)
+		}
+	}
+	tr.Forget("k")
+	if alive, by := tr.Observe("k", 2, t0.Add(5*time.Second)); !alive || !by.Equal(t0.Add(6*time.Second)) {
+		t.Errorf("after Forget: %v %v, want a fresh sighting", alive, by)
+	}
+	if err := (Config{Mode: Standby + 1}).Validate(); err == nil {
+		t.Error("an unknown Mode validated")
+	}
+}

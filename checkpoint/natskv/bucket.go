@@ -242,16 +242,8 @@ func (b *Bucket) change(ctx context.Context, key string, cp *bridge.Checkpoint, 
 	if force {
 		return b.forceChange(ctx, key, cp)
 	}
-	st, err := b.open(ctx, key, lease.Config{TTL: b.cfg.Lease.TTL, Owner: b.cfg.Lease.Owner, Mode: lease.Probe})
-	if err != nil {
-		var held *lease.HeldError
-		if errors.As(err, &held) {
-			held.Detail = "stop that bridge first, or force the change"
-		}
-		return err
-	}
-	defer func() { _ = st.Close() }()
-	return st.replace(ctx, cp)
+	open := func(lc lease.Config) (*Store, error) { return b.open(ctx, key, lc) }
+	return checkpoint.ChangeLeased(open, b.cfg.Lease, func(st *Store) error { return st.replace(ctx, cp) })
 }
 
 // forceChange writes without looking at the holder.
