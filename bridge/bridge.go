@@ -139,6 +139,10 @@ type DeadLetter struct {
 	Event string
 	// Reason is the error text, sent in a header.
 	Reason string
+	// Listener names the listener of an item without a Notification
+	// (malformed, unrenderable), for the {listener} placeholder of the
+	// dead-letter destination; with a Notification, its Listener is used.
+	Listener string
 }
 
 // Checkpoint is a committed position: every notification received up to and

@@ -138,7 +138,8 @@ func (s *Supervisor) tooLarge(ctx context.Context, err error, rid string) outcom
 	}
 	s.log.Error("aviso.frame.too_large", attrs...)
 	if s.deadLetters && te != nil {
-		dl := bridge.DeadLetter{Kind: bridge.DeadLetterMalformed, Raw: te.Tail, Reason: err.Error() + " (body: the end of the event only)"}
+		dl := bridge.DeadLetter{Kind: bridge.DeadLetterMalformed, Raw: te.Tail, Reason: err.Error() + " (body: the end of the event only)",
+			Listener: s.cfg.Listener}
 		if derr := s.cfg.Pipeline.DeadLetter(ctx, dl); derr != nil {
 			return fail(ctx, derr)
 		}

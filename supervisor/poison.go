@@ -58,10 +58,11 @@ func (s *Supervisor) unrenderable(ctx context.Context, f *aviso.Frame, rid strin
 		"hint", "aviso-server cannot build this stored notification (bad stored data); every replay covering it reports the same")
 	if s.deadLetters {
 		dl := bridge.DeadLetter{
-			Kind:   bridge.DeadLetterUnrenderable,
-			Raw:    bytes.Clone(f.Raw),
-			Event:  f.Event,
-			Reason: fmt.Sprintf("aviso-server could not build the CloudEvent of sequence %d: %s", f.Sequence, f.Message),
+			Kind:     bridge.DeadLetterUnrenderable,
+			Raw:      bytes.Clone(f.Raw),
+			Event:    f.Event,
+			Reason:   fmt.Sprintf("aviso-server could not build the CloudEvent of sequence %d: %s", f.Sequence, f.Message),
+			Listener: s.cfg.Listener,
 		}
 		if err := s.cfg.Pipeline.DeadLetter(ctx, dl); err != nil {
 			if ctx.Err() != nil {

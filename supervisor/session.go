@@ -253,7 +253,8 @@ func (s *Supervisor) malformed(ctx context.Context, f aviso.Frame, rid string) e
 	if !s.deadLetters {
 		return nil
 	}
-	err := s.cfg.Pipeline.DeadLetter(ctx, bridge.DeadLetter{Kind: bridge.DeadLetterMalformed, Raw: raw, Event: f.Event, Reason: reason})
+	err := s.cfg.Pipeline.DeadLetter(ctx, bridge.DeadLetter{Kind: bridge.DeadLetterMalformed, Raw: raw, Event: f.Event, Reason: reason,
+		Listener: s.cfg.Listener})
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}

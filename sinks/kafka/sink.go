@@ -635,7 +635,7 @@ func (s *Sink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
 	}
 	n := dl.Notification
 	if n == nil {
-		n = &bridge.Notification{EventType: s.cfg.EventType}
+		n = &bridge.Notification{EventType: s.cfg.EventType, Listener: dl.Listener}
 	}
 	topic := s.dlq.render(n)
 	m := kafkago.Message{Topic: topic, Value: dl.Raw, Time: time.Now()}

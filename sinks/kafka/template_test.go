@@ -2,9 +2,11 @@ package kafka_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/aviso-bridge/aviso-bridge/bridge"
 	"github.com/aviso-bridge/aviso-bridge/bridge/bridgetest"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka"
 	"github.com/aviso-bridge/aviso-bridge/sinks/kafka/kafkatest"
@@ -49,12 +51,13 @@ func TestNonStringIdentifierTopicsAndKeys(t *testing.T) {
 	}
 }
 
-// {listener} in KAFKA_TOPIC and KAFKA_KEY renders each notification's
-// listener, also when two listeners of one event type alternate on the
-// shared sink (no rendering is reused across listeners).
+// {listener} in KAFKA_TOPIC, KAFKA_KEY and BRIDGE_DLQ_TOPIC renders each
+// notification's listener, also when two listeners of one event type
+// alternate on the shared sink (no rendering is reused across listeners); a
+// dead letter without a notification renders its own Listener.
 func TestListenerTopicsAndKeys(t *testing.T) {
 	cl := kafkatest.NewCluster(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(2))
-	s := newSink(t, cl, kafka.Config{Topic: "aviso-{listener}", Key: "{listener}/{event_type}", DedupeScan: -1})
+	s := newSink(t, cl, kafka.Config{Topic: "aviso-{listener}", Key: "{listener}/{event_type}", DLQTopic: "dlq-{listener}", DedupeScan: -1})
 	listeners := []string{"mars od", "mars-en"}
 	topics := map[string]string{"mars od": "aviso-mars_od", "mars-en": "aviso-mars-en"}
 	notes := bridgetest.Notifications(1, 6)
@@ -74,6 +77,21 @@ func TestListenerTopicsAndKeys(t *testing.T) {
 			if got, want := seqOf(t, r), uint64(2*j+i+1); got != want {
 				t.Errorf("record %d of %s: sequence %d, want %d", j, topics[l], got, want)
 			}
+		}
+	}
+	dls := []struct {
+		dl    bridge.DeadLetter
+		topic string
+	}{
+		{bridge.DeadLetter{Kind: bridge.DeadLetterMalformed, Raw: []byte("{"), Listener: "mars od"}, "dlq-mars_od"},
+		{bridge.DeadLetter{Kind: bridge.DeadLetterRejected, Notification: notes[1], Raw: notes[1].CloudEvent}, "dlq-mars-en"},
+	}
+	for _, tt := range dls {
+		if err := s.DeadLetter(testContext(t, 20*time.Second), tt.dl); err != nil {
+			t.Fatalf("DeadLetter(%s): %v", tt.dl.Kind, err)
+		}
+		if recs := readTopic(t, cl, tt.topic); len(recs) != 1 {
+			t.Errorf("dead letter %s: topic %q holds %d records, want 1", tt.dl.Kind, tt.topic, len(recs))
 		}
 	}
 }

@@ -118,7 +118,7 @@ func (e *encoder) deadLetter(dl bridge.DeadLetter) *natsgo.Msg {
 			set(HeaderMsgID, "dlq:"+n.ID)
 		}
 	} else {
-		subj = e.dlq.Render(&bridge.Notification{})
+		subj = e.dlq.Render(&bridge.Notification{Listener: dl.Listener})
 	}
 	set(HeaderDLQKind, string(dl.Kind))
 	reason := dl.Reason
