@@ -193,7 +193,7 @@ func (s *Supervisor) connectFailure(ctx context.Context, req aviso.Request, err 
 		switch {
 		case he.Unauthorized():
 			if s.cfg.Client.Credentials == nil {
-				return outcome{fatal: &ConfigError{Setting: "AVISO_TOKEN, AVISO_TOKEN_FILE or AVISO_USERNAME/AVISO_PASSWORD",
+				return outcome{fatal: &ConfigError{Setting: "{Client.Credentials}",
 					Err: fmt.Errorf("aviso-server requires credentials and none are configured: %w", he)}}
 			}
 			// Run re-reads the credentials right before the retry, so a
@@ -223,7 +223,7 @@ func (s *Supervisor) connectFailure(ctx context.Context, req aviso.Request, err 
 	case errors.Is(err, aviso.ErrInvalidRequest):
 		// The client cannot even form the request (New already checked the
 		// identifier and the event type): the base URL.
-		return outcome{fatal: &ConfigError{Setting: "AVISO_URL", Err: err}}
+		return outcome{fatal: &ConfigError{Setting: "{Client.BaseURL}", Err: err}}
 	case errors.Is(err, aviso.ErrCredentials):
 		// An unreadable or empty token/password file: a rotated secret may be
 		// in the middle of being replaced, so retry (not ready meanwhile).

@@ -8,15 +8,39 @@ import (
 )
 
 // ConfigError is a failure that only a configuration change can fix
-// (400/403/404/405, unknown event type, missing credentials). Setting names
-// the environment variable to look at.
+// (400/403/404/405, unknown event type, missing credentials). Setting says
+// what to look at: fields of Config written in braces ("{Identifier} or
+// {Start.FromDate}"), which the program that filled Config names to its
+// operator (Check), and words.
 type ConfigError struct {
 	Setting string
 	Err     error
 }
 
 func (e *ConfigError) Error() string {
-	return fmt.Sprintf("check %s: %v", e.Setting, e.Err)
+	return fmt.Sprintf("check %s: %v", e.Check(nil), e.Err)
+}
+
+// Check is Setting with each {Field} replaced by name(field); a nil name,
+// or one that returns "", leaves the field's own name.
+func (e *ConfigError) Check(name func(field string) string) string {
+	var b strings.Builder
+	rest := e.Setting
+	for {
+		before, after, ok := strings.Cut(rest, "{")
+		field, tail, closed := strings.Cut(after, "}")
+		if !ok || !closed {
+			b.WriteString(rest)
+			return b.String()
+		}
+		b.WriteString(before)
+		n := field
+		if name != nil && name(field) != "" {
+			n = name(field)
+		}
+		b.WriteString(n)
+		rest = tail
+	}
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
@@ -26,28 +50,28 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 func (s *Supervisor) settingFor(he *aviso.HTTPError, req aviso.Request) string {
 	switch {
 	case he.Code == "UNKNOWN_EVENT_TYPE":
-		return "AVISO_EVENT_TYPE"
+		return "{EventType}"
 	case he.Status == 400:
 		if named := s.settingFromMessage(he, req); named != "" {
 			return named
 		}
 		switch {
 		case req.FromDate != "" && req.FromDate == s.cfg.Start.FromDate:
-			return "AVISO_IDENTIFIER or AVISO_FROM_DATE"
+			return "{Identifier} or {Start.FromDate}"
 		case req.FromID != nil && s.cfg.Start.HasCheckpoint:
-			return "AVISO_IDENTIFIER (or the stored checkpoint, CHECKPOINT_*)"
+			return "{Identifier} (or the stored checkpoint)"
 		case req.FromID != nil && s.cfg.Start.FromID != nil:
-			return "AVISO_IDENTIFIER or AVISO_FROM_ID"
+			return "{Identifier} or {Start.FromID}"
 		}
-		return "AVISO_IDENTIFIER or AVISO_EVENT_TYPE"
+		return "{Identifier} or {EventType}"
 	case he.Status == 401:
-		return "AVISO_TOKEN, AVISO_TOKEN_FILE or AVISO_USERNAME/AVISO_PASSWORD"
+		return "{Client.Credentials}"
 	case he.Status == 403:
-		return "AVISO_TOKEN/AVISO_TOKEN_FILE or AVISO_USERNAME (this identity may not read the stream)"
+		return "{Client.Credentials} (this identity may not read the stream)"
 	case he.Status == 413:
-		return "AVISO_IDENTIFIER (request body too large)"
+		return "{Identifier} (request body too large)"
 	}
-	return "AVISO_URL"
+	return "{Client.BaseURL}"
 }
 
 // settingFromMessage names the variable to fix for a 400 answered to req
@@ -60,30 +84,30 @@ func (s *Supervisor) settingFromMessage(he *aviso.HTTPError, req aviso.Request) 
 	var names []string
 	if strings.Contains(text, "to_id") {
 		if s.cfg.ToID != nil || req.ToID == nil {
-			names = append(names, "AVISO_TO_ID")
+			names = append(names, "{ToID}")
 		} else {
-			names = append(names, "AVISO_TO_ID (the end of the replay was pinned from aviso-server's end_sequence)")
+			names = append(names, "{ToID} (the end of the replay was pinned from aviso-server's end_sequence)")
 		}
 	}
 	if strings.Contains(text, "to_date") {
-		names = append(names, "AVISO_TO_DATE")
+		names = append(names, "{ToDate}")
 	}
 	if strings.Contains(text, "from_id") {
 		if s.cfg.Start.HasCheckpoint {
 			names = append(names, "the stored checkpoint (aviso-bridge checkpoint get/set "+s.cfg.CheckpointName+")")
 		} else {
-			names = append(names, "AVISO_FROM_ID")
+			names = append(names, "{Start.FromID}")
 		}
 	}
 	if strings.Contains(text, "from_date") {
-		names = append(names, "AVISO_FROM_DATE")
+		names = append(names, "{Start.FromDate}")
 	}
 	if len(names) > 0 {
 		return strings.Join(names, " or ")
 	}
 	for _, hint := range []string{"unknown field '", "identifier", "polygon", "operator"} {
 		if strings.Contains(text, hint) {
-			return "AVISO_IDENTIFIER"
+			return "{Identifier}"
 		}
 	}
 	return ""

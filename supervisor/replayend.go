@@ -42,23 +42,23 @@ func newReplayEnd(cfg *Config) (replayEnd, error) {
 		return e, nil
 	}
 	if cfg.Mode != aviso.Replay {
-		setting := "AVISO_TO_ID"
+		setting := "{ToID}"
 		if cfg.ToID == nil {
-			setting = "AVISO_TO_DATE"
+			setting = "{ToDate}"
 		}
-		return e, &ConfigError{Setting: setting + " or AVISO_MODE",
-			Err: fmt.Errorf("%s (the end of a replay) needs AVISO_MODE=replay", setting)}
+		return e, &ConfigError{Setting: setting + " or {Mode}",
+			Err: errors.New("the end of a replay needs the replay mode")}
 	}
 	if cfg.ToID != nil && cfg.ToDate != "" {
-		return e, &ConfigError{Setting: "AVISO_TO_ID or AVISO_TO_DATE", Err: errors.New("set at most one end position")}
+		return e, &ConfigError{Setting: "{ToID} or {ToDate}", Err: errors.New("set at most one end position")}
 	}
 	if cfg.ToID != nil {
 		if *cfg.ToID == 0 {
-			return e, &ConfigError{Setting: "AVISO_TO_ID", Err: errors.New("to_id must be a positive sequence")}
+			return e, &ConfigError{Setting: "{ToID}", Err: errors.New("to_id must be a positive sequence")}
 		}
 		if f := cfg.Start.FromID; f != nil && !cfg.Start.HasCheckpoint && *f > *cfg.ToID {
-			return e, &ConfigError{Setting: "AVISO_TO_ID or AVISO_FROM_ID",
-				Err: fmt.Errorf("AVISO_TO_ID %d is lower than AVISO_FROM_ID %d", *cfg.ToID, *f)}
+			return e, &ConfigError{Setting: "{ToID} or {Start.FromID}",
+				Err: fmt.Errorf("the end %d is lower than the start %d", *cfg.ToID, *f)}
 		}
 		v := *cfg.ToID
 		e.id = &v
@@ -66,12 +66,12 @@ func newReplayEnd(cfg *Config) (replayEnd, error) {
 	}
 	t, err := parseAvisoDate(cfg.ToDate)
 	if err != nil {
-		return e, &ConfigError{Setting: "AVISO_TO_DATE", Err: err}
+		return e, &ConfigError{Setting: "{ToDate}", Err: err}
 	}
 	if fd := cfg.Start.FromDate; fd != "" && !cfg.Start.HasCheckpoint {
 		if ft, err := parseAvisoDate(fd); err == nil && t.Before(ft) {
-			return e, &ConfigError{Setting: "AVISO_TO_DATE or AVISO_FROM_DATE",
-				Err: fmt.Errorf("AVISO_TO_DATE %q is earlier than AVISO_FROM_DATE %q", cfg.ToDate, fd)}
+			return e, &ConfigError{Setting: "{ToDate} or {Start.FromDate}",
+				Err: fmt.Errorf("the end %q is earlier than the start %q", cfg.ToDate, fd)}
 		}
 	}
 	e.date, e.dateT = cfg.ToDate, t

@@ -157,7 +157,7 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	st := cfg.Start
 	if cfg.Mode == aviso.Replay && !st.HasCheckpoint && st.FromID == nil && st.FromDate == "" {
-		return nil, &ConfigError{Setting: "AVISO_FROM_ID or AVISO_FROM_DATE", Err: errors.New("AVISO_MODE=replay needs a start position (no checkpoint exists yet)")}
+		return nil, &ConfigError{Setting: "{Start.FromID} or {Start.FromDate}", Err: errors.New("a replay needs a start position (no checkpoint exists yet)")}
 	}
 	for _, r := range reconnectReasons {
 		cfg.Metrics.Reconnects(r)
@@ -184,13 +184,13 @@ func (cfg *Config) validate() error {
 		return errors.New("supervisor: Client and Pipeline are required")
 	}
 	if cfg.EventType == "" {
-		return &ConfigError{Setting: "AVISO_EVENT_TYPE", Err: errors.New("empty event type")}
+		return &ConfigError{Setting: "{EventType}", Err: errors.New("empty event type")}
 	}
 	if id := bytes.TrimSpace(cfg.Identifier); len(id) > 0 && (id[0] != '{' || !json.Valid(id)) {
-		return &ConfigError{Setting: "AVISO_IDENTIFIER", Err: fmt.Errorf("identifier %q is not a JSON object", truncate(string(id), 200))}
+		return &ConfigError{Setting: "{Identifier}", Err: fmt.Errorf("identifier %q is not a JSON object", truncate(string(id), 200))}
 	}
 	if cfg.Start.FromID != nil && cfg.Start.FromDate != "" {
-		return &ConfigError{Setting: "AVISO_FROM_ID or AVISO_FROM_DATE", Err: errors.New("set at most one start position")}
+		return &ConfigError{Setting: "{Start.FromID} or {Start.FromDate}", Err: errors.New("set at most one start position")}
 	}
 	return nil
 }

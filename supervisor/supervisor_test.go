@@ -763,17 +763,17 @@ func TestConfigErrors(t *testing.T) {
 			exact   bool // Setting is exactly setting
 			quotes  []string
 		}{
-			{name: "400", fault: avisotest.Status{Code: 400}, setting: "AVISO_IDENTIFIER", quotes: []string{"INVALID_WATCH_REQUEST", `"Invalid watch request"`, "injected by avisotest"}},
-			{name: "403", fault: avisotest.Status{Code: 403}, setting: "AVISO_TOKEN", quotes: []string{"FORBIDDEN", `"Access to this stream is forbidden"`}},
-			{name: "404", fault: avisotest.Status{Code: 404}, setting: "AVISO_URL", quotes: []string{"HTTP 404"}},
-			{name: "405", fault: avisotest.Status{Code: 405}, setting: "AVISO_URL", quotes: []string{"HTTP 405"}},
-			{name: "unknown event type", opts: []avisotest.Option{avisotest.WithEventTypes("diss")}, setting: "AVISO_EVENT_TYPE", quotes: []string{"UNKNOWN_EVENT_TYPE", `"unknown event type 'mars'"`}},
-			{name: "401 without credentials", fault: avisotest.Status{Code: 401}, setting: "AVISO_TOKEN", quotes: []string{"UNAUTHORIZED"}},
+			{name: "400", fault: avisotest.Status{Code: 400}, setting: "Identifier", quotes: []string{"INVALID_WATCH_REQUEST", `"Invalid watch request"`, "injected by avisotest"}},
+			{name: "403", fault: avisotest.Status{Code: 403}, setting: "Client.Credentials", quotes: []string{"FORBIDDEN", `"Access to this stream is forbidden"`}},
+			{name: "404", fault: avisotest.Status{Code: 404}, setting: "Client.BaseURL", quotes: []string{"HTTP 404"}},
+			{name: "405", fault: avisotest.Status{Code: 405}, setting: "Client.BaseURL", quotes: []string{"HTTP 405"}},
+			{name: "unknown event type", opts: []avisotest.Option{avisotest.WithEventTypes("diss")}, setting: "EventType", quotes: []string{"UNKNOWN_EVENT_TYPE", `"unknown event type 'mars'"`}},
+			{name: "401 without credentials", fault: avisotest.Status{Code: 401}, setting: "Client.Credentials", quotes: []string{"UNAUTHORIZED"}},
 			{
 				name: "unknown identifier key", only: ptr(avisotest.V013),
 				opts:    []avisotest.Option{avisotest.WithSchema("mars", "class", "severity")},
 				cfg:     func(c *supervisor.Config) { c.Identifier = json.RawMessage(`{"severtiy":"5"}`) },
-				setting: "AVISO_IDENTIFIER", exact: true,
+				setting: "Identifier", exact: true,
 				quotes: []string{"INVALID_WATCH_REQUEST", "Unknown field 'severtiy' provided for watch operation"},
 			},
 			{
@@ -782,27 +782,27 @@ func TestConfigErrors(t *testing.T) {
 				cfg: func(c *supervisor.Config) {
 					c.Mode, c.ToID, c.Identifier = aviso.Replay, u64(2), json.RawMessage(`{"severtiy":"5"}`)
 				},
-				setting: "AVISO_IDENTIFIER", exact: true,
+				setting: "Identifier", exact: true,
 				quotes: []string{"INVALID_REPLAY_REQUEST", "Unknown field 'severtiy' provided for replay operation"},
 			},
 			{
 				name:    "from_date the server does not accept",
 				cfg:     func(c *supervisor.Config) { c.Start = supervisor.Start{FromDate: "2025-06-09"} },
-				setting: "AVISO_FROM_DATE", exact: true, quotes: []string{"2025-06-09"},
+				setting: "Start.FromDate", exact: true, quotes: []string{"2025-06-09"},
 			},
 			{
 				name: "to_id lower than from_id",
 				fault: avisotest.Status{Code: 400, Body: `{"code":"INVALID_REPLAY_REQUEST","details":"to_id (5) must not be lower than from_id (7)",` +
 					`"error":"Invalid Replay Request","message":"to_id (5) must not be lower than from_id (7)","request_id":"r-1"}`},
 				cfg:     func(c *supervisor.Config) { c.Mode, c.ToID = aviso.Replay, u64(5) },
-				setting: "AVISO_TO_ID or AVISO_FROM_ID", exact: true, quotes: []string{"must not be lower than from_id"},
+				setting: "ToID or Start.FromID", exact: true, quotes: []string{"must not be lower than from_id"},
 			},
 			{
 				name: "to_date earlier than from_date",
 				fault: avisotest.Status{Code: 400, Body: `{"code":"INVALID_REPLAY_REQUEST","details":"x",` +
 					`"error":"Invalid Replay Request","message":"to_date (2026-01-01T00:00:00+00:00) must not be earlier than from_date (2026-02-01T00:00:00+00:00)","request_id":"r-1"}`},
 				cfg:     func(c *supervisor.Config) { c.Mode, c.ToDate = aviso.Replay, "2026-01-01T00:00:00Z" },
-				setting: "AVISO_TO_DATE or AVISO_FROM_DATE", exact: true, quotes: []string{"must not be earlier than from_date"},
+				setting: "ToDate or Start.FromDate", exact: true, quotes: []string{"must not be earlier than from_date"},
 			},
 		}
 		for _, tc := range tests {
@@ -833,7 +833,7 @@ func TestConfigErrors(t *testing.T) {
 				}
 				reqs := e.streamRequests()
 				msg := err.Error()
-				if !strings.Contains(ce.Setting, tc.setting) || !strings.Contains(msg, tc.setting) || (tc.exact && ce.Setting != tc.setting) {
+				if check := ce.Check(nil); !strings.Contains(check, tc.setting) || !strings.Contains(msg, tc.setting) || (tc.exact && check != tc.setting) {
 					t.Fatalf("error %q (setting %q) does not name %s", msg, ce.Setting, tc.setting)
 				}
 				for _, q := range append(tc.quotes, reqs[0].RequestID) {
@@ -859,23 +859,23 @@ func TestNewConfigErrors(t *testing.T) {
 		cfg     supervisor.Config
 		setting string
 	}{
-		{name: "empty event type", cfg: supervisor.Config{Client: client, Pipeline: p}, setting: "AVISO_EVENT_TYPE"},
-		{name: "identifier not an object", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Identifier: json.RawMessage(`["od"]`)}, setting: "AVISO_IDENTIFIER"},
-		{name: "both starts", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Start: supervisor.Start{FromID: u64(3), FromDate: "2026-01-01T00:00:00Z"}}, setting: "AVISO_FROM_ID"},
-		{name: "replay without a start", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay}, setting: "AVISO_FROM_ID or AVISO_FROM_DATE"},
-		{name: "to_id in watch mode", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", ToID: u64(9)}, setting: "AVISO_TO_ID"},
-		{name: "to_date in watch mode", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", ToDate: "2026-01-01T00:00:00Z"}, setting: "AVISO_TO_DATE"},
-		{name: "both ends", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(1)}, ToID: u64(9), ToDate: "2026-01-01T00:00:00Z"}, setting: "AVISO_TO_ID or AVISO_TO_DATE"},
-		{name: "to_id 0", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(0)}, ToID: u64(0)}, setting: "AVISO_TO_ID"},
-		{name: "to_id below from_id", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(10)}, ToID: u64(9)}, setting: "AVISO_TO_ID or AVISO_FROM_ID"},
-		{name: "bad to_date", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(1)}, ToDate: "2026-01-01"}, setting: "AVISO_TO_DATE"},
-		{name: "to_date before from_date", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromDate: "2026-02-01 00:00:00"}, ToDate: "1767225600"}, setting: "AVISO_TO_DATE or AVISO_FROM_DATE"},
+		{name: "empty event type", cfg: supervisor.Config{Client: client, Pipeline: p}, setting: "EventType"},
+		{name: "identifier not an object", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Identifier: json.RawMessage(`["od"]`)}, setting: "Identifier"},
+		{name: "both starts", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Start: supervisor.Start{FromID: u64(3), FromDate: "2026-01-01T00:00:00Z"}}, setting: "Start.FromID"},
+		{name: "replay without a start", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay}, setting: "Start.FromID or Start.FromDate"},
+		{name: "to_id in watch mode", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", ToID: u64(9)}, setting: "ToID"},
+		{name: "to_date in watch mode", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", ToDate: "2026-01-01T00:00:00Z"}, setting: "ToDate"},
+		{name: "both ends", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(1)}, ToID: u64(9), ToDate: "2026-01-01T00:00:00Z"}, setting: "ToID or ToDate"},
+		{name: "to_id 0", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(0)}, ToID: u64(0)}, setting: "ToID"},
+		{name: "to_id below from_id", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(10)}, ToID: u64(9)}, setting: "ToID or Start.FromID"},
+		{name: "bad to_date", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromID: u64(1)}, ToDate: "2026-01-01"}, setting: "ToDate"},
+		{name: "to_date before from_date", cfg: supervisor.Config{Client: client, Pipeline: p, EventType: "mars", Mode: aviso.Replay, Start: supervisor.Start{FromDate: "2026-02-01 00:00:00"}, ToDate: "1767225600"}, setting: "ToDate or Start.FromDate"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := supervisor.New(tc.cfg)
 			var ce *supervisor.ConfigError
-			if !errors.As(err, &ce) || !strings.Contains(ce.Setting, tc.setting) {
+			if !errors.As(err, &ce) || !strings.Contains(ce.Check(nil), tc.setting) {
 				t.Fatalf("New: %v, want a ConfigError naming %s", err, tc.setting)
 			}
 		})
@@ -893,7 +893,7 @@ func TestNewConfigErrors(t *testing.T) {
 		t.Fatalf("status before Run: %+v", st)
 	}
 	var ce *supervisor.ConfigError
-	if err := sup.Run(context.Background()); !errors.As(err, &ce) || ce.Setting != "AVISO_URL" {
+	if err := sup.Run(context.Background()); !errors.As(err, &ce) || ce.Setting != "{Client.BaseURL}" {
 		t.Fatalf("Run with an ftp base URL: %v", err)
 	}
 }

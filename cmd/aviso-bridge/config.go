@@ -42,19 +42,19 @@ type Config struct {
 
 // AvisoConfig is the source: aviso-server.
 type AvisoConfig struct {
-	URL                string        `env:"URL" redact:"url"`
-	EventType          string        `env:"EVENT_TYPE" lib:"kafka.EventType"`
-	Identifier         string        `env:"IDENTIFIER, default={}"`
-	FromID             sequence      `env:"FROM_ID"`
-	FromDate           string        `env:"FROM_DATE"`
-	ToID               sequence      `env:"TO_ID"`
-	ToDate             string        `env:"TO_DATE"`
-	Mode               avisoMode     `env:"MODE, default=watch"`
-	Token              string        `env:"TOKEN" secret:"true"`
-	TokenFile          string        `env:"TOKEN_FILE" secretfile:"true"`
-	Username           string        `env:"USERNAME"`
-	Password           string        `env:"PASSWORD" secret:"true"`
-	PasswordFile       string        `env:"PASSWORD_FILE" secretfile:"true"`
+	URL                string        `env:"URL" redact:"url" lib:"supervisor.Client.BaseURL"`
+	EventType          string        `env:"EVENT_TYPE" lib:"kafka.EventType supervisor.EventType"`
+	Identifier         string        `env:"IDENTIFIER, default={}" lib:"supervisor.Identifier"`
+	FromID             sequence      `env:"FROM_ID" lib:"supervisor.Start.FromID"`
+	FromDate           string        `env:"FROM_DATE" lib:"supervisor.Start.FromDate"`
+	ToID               sequence      `env:"TO_ID" lib:"supervisor.ToID"`
+	ToDate             string        `env:"TO_DATE" lib:"supervisor.ToDate"`
+	Mode               avisoMode     `env:"MODE, default=watch" lib:"supervisor.Mode"`
+	Token              string        `env:"TOKEN" secret:"true" lib:"supervisor.Client.Credentials"`
+	TokenFile          string        `env:"TOKEN_FILE" secretfile:"true" lib:"supervisor.Client.Credentials"`
+	Username           string        `env:"USERNAME" lib:"supervisor.Client.Credentials"`
+	Password           string        `env:"PASSWORD" secret:"true" lib:"supervisor.Client.Credentials"`
+	PasswordFile       string        `env:"PASSWORD_FILE" secretfile:"true" lib:"supervisor.Client.Credentials"`
 	CAFile             string        `env:"CA_FILE"`
 	InsecureSkipVerify bool          `env:"INSECURE_SKIP_VERIFY, default=false"`
 	AllowPlaintextAuth bool          `env:"ALLOW_PLAINTEXT_AUTH, default=false"`

@@ -4,28 +4,36 @@ import (
 	"strings"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/supervisor"
 )
 
-// Libraries know no environment variable: their configuration errors are
-// *bridge.FieldError values naming the Go fields of their Config structs.
-// cmd fills those structs from its own Config, so it maps each library
-// field back to the variable it came from.
+// Libraries know no environment variable: their configuration errors name
+// the Go fields of their Config structs (*bridge.FieldError, and the
+// supervisor's *supervisor.ConfigError with its {Field} settings). cmd
+// fills those structs from its own Config, so it maps each library field
+// back to the variables it came from.
 
 // Library names in the lib tags of Config.
 const (
-	libNATS  = "nats"
-	libKafka = "kafka"
+	libNATS       = "nats"
+	libKafka      = "kafka"
+	libSupervisor = "supervisor"
 )
 
 // libraryFields maps, for each library, a Go field of its configuration to
 // the variable cmd fills it from. A field of NATSConfig fills the nats
 // library's field of the same name, a field of KafkaConfig the kafka
-// library's; a lib tag ("nats.Format kafka.Format") names the others.
+// library's; a lib tag ("nats.Format kafka.Format") names the others. A
+// field filled from several variables (the supervisor's Client.Credentials)
+// names them all, joined with '/'.
 func libraryFields() map[string]map[string]string {
 	out := map[string]map[string]string{}
 	add := func(lib, field, variable string) {
 		if out[lib] == nil {
 			out[lib] = map[string]string{}
+		}
+		if v := out[lib][field]; v != "" {
+			variable = v + "/" + variable
 		}
 		out[lib][field] = variable
 	}
@@ -53,44 +61,44 @@ func libraryError(lib string, err error) error {
 	return nameFields(err, libraryFields()[lib])
 }
 
-// nameFields rewrites every *bridge.FieldError in err ("Acks: ...") to name
-// the variables instead ("KAFKA_ACKS: ..."); a field cmd does not fill keeps
-// its Go name. The result wraps err.
+// nameFields rewrites every field error in err ("Acks: ...", "check
+// {EventType}: ...") to name the variables instead ("KAFKA_ACKS: ...",
+// "check AVISO_EVENT_TYPE: ..."); a field cmd does not fill keeps its Go
+// name. The result wraps err.
 func nameFields(err error, fields map[string]string) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
-	walkFieldErrors(err, func(fe *bridge.FieldError) {
-		names := make([]string, len(fe.Fields))
-		for i, f := range fe.Fields {
-			names[i] = f
-			if v, ok := fields[f]; ok {
-				names[i] = v
-			}
-		}
-		named := (&bridge.FieldError{Fields: names, Err: fe.Err}).Error()
-		msg = strings.Replace(msg, fe.Error(), named, 1)
-	})
+	walkFieldErrors(err, func(old, named string) { msg = strings.Replace(msg, old, named, 1) }, func(f string) string { return fields[f] })
 	if msg == err.Error() {
 		return err
 	}
 	return &namedError{msg: msg, err: err}
 }
 
-// walkFieldErrors calls f for each *bridge.FieldError in err's tree, in
-// order (not below a FieldError).
-func walkFieldErrors(err error, f func(*bridge.FieldError)) {
+// walkFieldErrors calls replace with the text of each field error in err's
+// tree, in order (not below one), and that text with the fields named.
+func walkFieldErrors(err error, replace func(old, named string), name func(field string) string) {
 	switch u := err.(type) { //nolint:errorlint // walks the tree itself
 	case *bridge.FieldError:
-		f(u)
+		names := make([]string, len(u.Fields))
+		for i, f := range u.Fields {
+			names[i] = f
+			if v := name(f); v != "" {
+				names[i] = v
+			}
+		}
+		replace(u.Error(), (&bridge.FieldError{Fields: names, Err: u.Err}).Error())
+	case *supervisor.ConfigError:
+		replace(u.Check(nil), u.Check(name))
 	case interface{ Unwrap() []error }:
 		for _, e := range u.Unwrap() {
-			walkFieldErrors(e, f)
+			walkFieldErrors(e, replace, name)
 		}
 	case interface{ Unwrap() error }:
 		if e := u.Unwrap(); e != nil {
-			walkFieldErrors(e, f)
+			walkFieldErrors(e, replace, name)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/supervisor"
 )
 
 // A library's field errors come out naming the variables, wherever they sit
@@ -89,6 +90,26 @@ func TestLibraryErrorsNameVariables(t *testing.T) {
 		_, err := load(t, minimal(tc.env))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: err = %v, want one containing %q", tc.env, err, tc.want)
+		}
+	}
+}
+
+// The supervisor's configuration errors name the variables too.
+func TestSupervisorErrorsNameVariables(t *testing.T) {
+	for _, tc := range []struct {
+		setting, want string
+	}{
+		{"{EventType}", "check AVISO_EVENT_TYPE: x"},
+		{"{Identifier} or {Start.FromDate}", "check AVISO_IDENTIFIER or AVISO_FROM_DATE: x"},
+		{"{ToID} or {Start.FromID}", "check AVISO_TO_ID or AVISO_FROM_ID: x"},
+		{"{Client.BaseURL}", "check AVISO_URL: x"},
+		{"{Client.Credentials} (this identity may not read the stream)",
+			"check AVISO_TOKEN/AVISO_TOKEN_FILE/AVISO_USERNAME/AVISO_PASSWORD/AVISO_PASSWORD_FILE (this identity may not read the stream): x"},
+	} {
+		err := asConfigError(fmt.Errorf("aviso: %w", &supervisor.ConfigError{Setting: tc.setting, Err: errors.New("x")}))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Err.Error() != "aviso: "+tc.want {
+			t.Errorf("%s: %v, want a ConfigError %q", tc.setting, err, "aviso: "+tc.want)
 		}
 	}
 }

@@ -496,7 +496,7 @@ func (s *trackedStore) Healthy() error {
 func asConfigError(err error) error {
 	var sce *supervisor.ConfigError
 	if errors.As(err, &sce) {
-		return &ConfigError{Err: err}
+		return &ConfigError{Err: libraryError(libSupervisor, err)}
 	}
 	return err
 }
