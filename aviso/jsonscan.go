@@ -230,19 +230,28 @@ func eachMember(b []byte, i int, fn func(key []byte, keyEscaped bool, v int) (in
 		if i, err = fn(key, kesc, skipWS(b, i+1)); err != nil {
 			return 0, err
 		}
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return 0, errAt(i, "unterminated object")
-		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case '}':
-			return i + 1, nil
-		default:
-			return 0, errAt(i, "expected ',' or '}' in object")
+		var done bool
+		if i, done, err = afterMember(b, i, '}', "object"); err != nil || done {
+			return i, err
 		}
 	}
+}
+
+// afterMember reads what follows an object member or array element at b[i]:
+// a ',' (next is the index of the next member) or the closing byte (done,
+// next is the index after it).
+func afterMember(b []byte, i int, closing byte, what string) (next int, done bool, err error) {
+	i = skipWS(b, i)
+	if i >= len(b) {
+		return 0, false, errAt(i, "unterminated "+what)
+	}
+	switch b[i] {
+	case ',':
+		return skipWS(b, i+1), false, nil
+	case closing:
+		return i + 1, true, nil
+	}
+	return 0, false, errAt(i, fmt.Sprintf("expected ',' or '%c' in %s", closing, what))
 }
 
 // decodeKey returns an object key as text, decoding escapes when present.
@@ -296,17 +305,9 @@ func skipArray(b []byte, i, depth int) (int, error) {
 		if i, err = skipValue(b, i, depth); err != nil {
 			return 0, err
 		}
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return 0, errAt(i, "unterminated array")
-		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case ']':
-			return i + 1, nil
-		default:
-			return 0, errAt(i, "expected ',' or ']' in array")
+		var done bool
+		if i, done, err = afterMember(b, i, ']', "array"); err != nil || done {
+			return i, err
 		}
 	}
 }
