@@ -16,6 +16,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/aviso-bridge/aviso-bridge/aviso"
+	"github.com/aviso-bridge/aviso-bridge/listeners"
 	natssink "github.com/aviso-bridge/aviso-bridge/sinks/nats"
 )
 
@@ -38,6 +39,11 @@ type Config struct {
 	// fileSecrets are the contents of the *_FILE secrets read by
 	// loadConfig, so that the log handler can scrub them.
 	fileSecrets []string
+	// listeners are the configured listeners with their checkpoint keys
+	// (AVISO_LISTENERS_FILE, or the single AVISO_EVENT_TYPE), and
+	// listenerWarnings what the file holds that the bridge ignores.
+	listeners        []listenerSpec
+	listenerWarnings listeners.Warnings
 }
 
 // AvisoConfig is the source: aviso-server.
@@ -61,6 +67,10 @@ type AvisoConfig struct {
 	HeartbeatInterval  time.Duration `env:"HEARTBEAT_INTERVAL, default=30s"`
 	IdleTimeout        time.Duration `env:"IDLE_TIMEOUT"` // default max(3 x interval, interval + 30s)
 	MaxEventSize       ByteSize      `env:"MAX_EVENT_SIZE, default=8MiB"`
+	// ListenersFile is the aviso CLI listener file (several listeners);
+	// ListenerName names the single listener of EventType.
+	ListenersFile string `env:"LISTENERS_FILE"`
+	ListenerName  string `env:"LISTENER_NAME"`
 }
 
 // NATSConfig is the nats and jetstream sinks and the nats-kv store.
@@ -132,6 +142,12 @@ type BridgeConfig struct {
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s" lib:"nats.ShutdownTimeout"`
 	HTTPAddr         string        `env:"HTTP_ADDR, default=:8080"`
 	ReadyStall       time.Duration `env:"READY_STALL, default=2m"`
+	// Standby: listeners whose lease another live bridge holds wait, and
+	// listeners spread across the bridges sharing the store.
+	Standby bool `env:"STANDBY, default=false"`
+	// InstanceID names this process as a lease holder and fleet member
+	// (default: host name + random suffix, set by loadConfig).
+	InstanceID string `env:"INSTANCE_ID"`
 }
 
 // ByteSize is a size such as 8MiB, 512KiB, 1MB or 1048576.
@@ -210,6 +226,9 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper) (*Config, error)
 	if c.Aviso.IdleTimeout == 0 {
 		c.Aviso.IdleTimeout = idleBudget(c.Aviso.HeartbeatInterval)
 	}
+	if c.Bridge.InstanceID == "" {
+		c.Bridge.InstanceID = defaultInstanceID()
+	}
 	if err := c.takeURLCredentials(); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
@@ -236,8 +255,11 @@ func idleBudget(interval time.Duration) time.Duration {
 func (c *Config) validate() error {
 	var errs []error
 	for _, check := range []func() []error{c.validateSource, c.validateRange, c.validateCredentials, c.readFiles,
-		c.validateSink, c.validateCheckpoint, c.validateBridge} {
+		c.validateSink, c.validateCheckpoint, c.validateBridge, c.validateFleet} {
 		errs = append(errs, check()...)
+	}
+	if len(errs) == 0 {
+		errs = append(errs, c.loadListeners()...)
 	}
 	return errors.Join(errs...)
 }
@@ -254,12 +276,16 @@ func (c *Config) validateSource() []error {
 	} else if u, err := url.Parse(c.Aviso.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		p.add("AVISO_URL: %q is not an http(s) URL with a host", redactURL(c.Aviso.URL))
 	}
-	if c.Aviso.EventType == "" {
-		p.add("AVISO_EVENT_TYPE is required (the aviso event type to watch, e.g. mars)")
-	}
-	var ident map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(c.Aviso.Identifier), &ident); err != nil || ident == nil {
-		p.add("AVISO_IDENTIFIER: must be a JSON object such as {\"class\":\"od\"}: %q", c.Aviso.Identifier)
+	if c.Aviso.ListenersFile != "" {
+		p = append(p, c.validateListenersFile()...)
+	} else {
+		if c.Aviso.EventType == "" {
+			p.add("AVISO_EVENT_TYPE is required (the aviso event type to watch, e.g. mars), or AVISO_LISTENERS_FILE for several listeners")
+		}
+		var ident map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(c.Aviso.Identifier), &ident); err != nil || ident == nil {
+			p.add("AVISO_IDENTIFIER: must be a JSON object such as {\"class\":\"od\"}: %q", c.Aviso.Identifier)
+		}
 	}
 	if c.Aviso.HeartbeatInterval <= 0 {
 		p.add("AVISO_HEARTBEAT_INTERVAL: must be positive")

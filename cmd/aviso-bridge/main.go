@@ -90,6 +90,7 @@ func realMain(args []string, stdout, stderr io.Writer, env envconfig.Lookuper) i
 			return exitConfig
 		}
 		fmt.Fprint(stdout, cfg.redacted())
+		fmt.Fprint(stdout, cfg.listenerLines())
 		for _, w := range cfg.securityWarnings() {
 			fmt.Fprintf(stderr, "warning: %s: %s\n", w.Event, w.Message)
 		}

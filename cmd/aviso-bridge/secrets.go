@@ -137,8 +137,10 @@ func (c *Config) validateComponents() error {
 		}
 		errs = append(errs, err)
 	}
-	key, err := checkpointKey(c)
-	add(err)
+	key := ""
+	if len(c.listeners) > 0 {
+		key = c.listeners[0].Key
+	}
 	switch {
 	case c.Sink == sinkNATS || c.Sink == sinkJetStream:
 		add(libraryError(libNATS, natsSinkConfig(c).Validate()))
@@ -158,7 +160,7 @@ func (c *Config) validateComponents() error {
 	if c.usesKafka() {
 		add(checkTLSFiles("KAFKA", c.Kafka.TLSCAFile, c.Kafka.TLSCertFile, c.Kafka.TLSKeyFile))
 	}
-	_, err = avisoClient(c)
+	_, err := avisoClient(c)
 	add(err)
 	return joinUnique(errs)
 }
