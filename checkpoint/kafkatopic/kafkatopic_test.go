@@ -107,7 +107,7 @@ func TestFleetSuite(t *testing.T) {
 			Open: func(ctx context.Context, key string, lc lease.Config) (bridge.Store, error) {
 				return Open(ctx, c, Config{Key: key, Timeout: 5 * time.Second, Lease: lc}, nil)
 			},
-			TTL:     600 * time.Millisecond,
+			TTL:     2 * time.Second, // membership liveness: a refresh every TTL/3 must survive a loaded CI machine
 			Abandon: func(s bridge.Store) { s.(*Store).lease.Abandon() },
 		},
 		OpenFleet: func(ctx context.Context, ttl time.Duration) (bridgetest.FleetStore, error) {
