@@ -27,6 +27,7 @@ import (
 	"github.com/aviso-bridge/aviso-bridge/avisotest"
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 	"github.com/aviso-bridge/aviso-bridge/checkpoint"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint/lease"
 )
 
 // authRecorder is an HTTP server that records the Authorization header of
@@ -459,7 +460,7 @@ func TestNoDoubledVariableNames(t *testing.T) {
 	dir := t.TempDir()
 	blocker := secretFixture(t, dir, "blocker", "x")
 	var msgs []string
-	_, err := openStore(context.Background(), &Config{Checkpoint: CheckpointConfig{Store: "file", File: filepath.Join(blocker, "cp.json")}}, strings.Repeat("a", 64), slog.New(slog.DiscardHandler), nil)
+	_, err := openStore(context.Background(), &Config{Checkpoint: CheckpointConfig{Store: "file", File: filepath.Join(blocker, "cp.json")}}, strings.Repeat("a", 64), lease.Probe, slog.New(slog.DiscardHandler), nil)
 	if err == nil {
 		t.Fatal("opened a checkpoint file below a regular file")
 	}

@@ -185,10 +185,7 @@ func cmdRun(ctx context.Context, hard <-chan struct{}, env envconfig.Lookuper, s
 	// still in flight are read again from aviso after a restart).
 	committed := func() bool {
 		r := run.Load()
-		if r == nil || r.Pipeline == nil || r.Committed.Load() {
-			return true // still starting: nothing acknowledged yet
-		}
-		return !r.Pipeline.Status().Uncommitted()
+		return r == nil || !r.uncommitted() // nil: nothing ran yet
 	}
 	signalled := ctx.Done()
 	var overrun <-chan time.Time

@@ -125,10 +125,13 @@ type readiness struct {
 	check func() error
 }
 
-// readyReport is the /readyz body.
+// readyReport is the /readyz body: failing maps each failing condition to
+// why (with several listeners, "listener: why" for each listener it fails
+// for, joined by "; "), listeners each listener's failing conditions.
 type readyReport struct {
-	Ready   bool              `json:"ready"`
-	Failing map[string]string `json:"failing,omitempty"`
+	Ready     bool                         `json:"ready"`
+	Failing   map[string]string            `json:"failing,omitempty"`
+	Listeners map[string]map[string]string `json:"listeners,omitempty"`
 }
 
 func evaluate(conds []readiness) readyReport {
@@ -242,8 +245,14 @@ func (r *readyState) conditions(readyStall time.Duration) []readiness {
 	}
 }
 
-// newHTTPHandler serves /metrics, /healthz and /readyz.
+// newHTTPHandler serves /metrics, /healthz and /readyz over conds.
 func newHTTPHandler(reg *prometheus.Registry, conds []readiness) http.Handler {
+	return newEndpoints(reg, func() readyReport { return evaluate(conds) }, nil)
+}
+
+// newEndpoints serves /metrics, /healthz, /readyz (ready's report) and,
+// when status is set, /status.
+func newEndpoints(reg *prometheus.Registry, ready func() readyReport, status func() bridgeStatus) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -251,13 +260,21 @@ func newHTTPHandler(reg *prometheus.Registry, conds []readiness) http.Handler {
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		rep := evaluate(conds)
+		rep := ready()
 		w.Header().Set("Content-Type", "application/json")
 		if !rep.Ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		_ = json.NewEncoder(w).Encode(rep)
 	})
+	if status != nil {
+		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(status())
+		})
+	}
 	return mux
 }
 

@@ -14,7 +14,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/aviso-bridge/aviso-bridge/aviso"
 	"github.com/aviso-bridge/aviso-bridge/bridge"
+	"github.com/aviso-bridge/aviso-bridge/checkpoint/lease"
 	"github.com/aviso-bridge/aviso-bridge/metrics"
 	kafkasink "github.com/aviso-bridge/aviso-bridge/sinks/kafka"
 	natssink "github.com/aviso-bridge/aviso-bridge/sinks/nats"
@@ -29,16 +29,26 @@ import (
 	"github.com/aviso-bridge/aviso-bridge/supervisor"
 )
 
-// running is what runBridge built, handed to an observer (the demo, tests).
+// running is what runBridge built, handed to an observer (the demo, tests)
+// once the first listener runs: that listener's key, pipeline and
+// supervisor, and every listener of the process.
 type running struct {
 	Key        string
 	Pipeline   *bridge.Pipeline
 	Supervisor *supervisor.Supervisor
 	Registry   *prometheus.Registry
-	// Committed is set once the pipeline has stopped with its final commit
-	// made: nothing acknowledged is left uncommitted, whatever the closing
-	// of the sink and the store still does.
-	Committed atomic.Bool
+	units      []*unit
+}
+
+// uncommitted reports whether a listener may have acknowledged
+// notifications that are not committed yet.
+func (r *running) uncommitted() bool {
+	for _, u := range r.units {
+		if u.uncommitted() {
+			return true
+		}
+	}
+	return false
 }
 
 // stopClock is the one deadline of a stop: BRIDGE_SHUTDOWN_TIMEOUT counted
@@ -62,7 +72,8 @@ func newStopClock(ctx context.Context, timeout time.Duration) (*stopClock, func(
 
 // context returns a context that ends at the stop deadline, or floor from
 // now if that is later (so a healthy sink can still close cleanly); a stop
-// that no signal started (a replay's end, a failure) gets the whole timeout.
+// that no signal started (a replay's end, a failure, a handover) gets the
+// whole timeout.
 func (c *stopClock) context(floor time.Duration) (context.Context, context.CancelFunc) {
 	c.mu.Lock()
 	at := c.at
@@ -74,6 +85,16 @@ func (c *stopClock) context(floor time.Duration) (context.Context, context.Cance
 		at = earliest
 	}
 	return context.WithDeadline(context.Background(), at)
+}
+
+// stopRequested reports whether ctx is done (a stop was requested).
+func stopRequested(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // closeFloor is the least time the sink, the store and the HTTP server get
@@ -91,25 +112,27 @@ func startInterrupted(ctx context.Context, err error, log *slog.Logger) bool {
 	return true
 }
 
-// runBridge wires the configured source, pipeline, sink and store and runs
-// them until ctx is done (drain, commit, nil), a replay completes (drain,
-// commit, nil), or a failure (a *ConfigError for exit 2, anything else for
-// exit 1). observe, when non-nil, is called once everything is built.
+// runBridge wires the configured listeners, sink and store and runs them
+// until ctx is done (drain, commit, nil), every listener completed its
+// replay (drain, commit, nil), or a failure (a *ConfigError for exit 2,
+// anything else for exit 1; with several listeners, when none is left
+// running or waiting). observe, when non-nil, is called once the first
+// listener runs.
 //
 // The process's actors run as a group: the HTTP endpoints (from the first
 // second, so that /readyz answers while the store and the sink are still
-// being reached) beside the bridge itself, which starts its components and
-// then runs the pipeline, the supervisor and the signal as a group of its
-// own (runActors).
+// being reached) beside the listeners (runListeners), each of which starts
+// its components and then runs its pipeline and supervisor as a group of
+// its own (runActors).
 func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer, observe func(*running)) error {
-	w, err := newWiring(ctx, cfg, log, out)
+	w, err := newWiring(ctx, cfg, log, out, observe)
 	if err != nil {
 		return err
 	}
 	defer w.release()
 	var g group
 	if cfg.Bridge.HTTPAddr != "" {
-		h, err := listenHTTP(cfg.Bridge.HTTPAddr, newHTTPHandler(w.run.Registry, w.ready.conditions(cfg.Bridge.ReadyStall)), log, defaultHTTPTimeouts)
+		h, err := listenHTTP(cfg.Bridge.HTTPAddr, newEndpoints(w.run.Registry, w.readiness, w.status), log, defaultHTTPTimeouts)
 		if err != nil {
 			return &ConfigError{Err: err}
 		}
@@ -123,7 +146,7 @@ func runBridge(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer
 	// The endpoints failing does not stop the bridge: its interrupt is
 	// empty, and it stops on ctx.
 	g.add(func() error {
-		result = w.bridge(ctx, observe)
+		result = w.runListeners(ctx)
 		return errBridgeReturned
 	}, func(error) {})
 	_ = g.run()
@@ -138,37 +161,63 @@ var (
 	errSignalled        = errors.New("stop requested")
 )
 
-// wiring is what runBridge builds before anything connects.
+// wiring is what runBridge builds before anything connects: the shared
+// parts (metrics, aviso client, stop clock, connections) and one unit per
+// listener.
 type wiring struct {
 	cfg     *Config
 	log     *slog.Logger
 	out     io.Writer
-	metrics *bridge.Metrics
+	set     *metrics.Set
+	client  *aviso.Client
+	units   []*unit
 	run     *running
-	ready   *readyState
 	clock   *stopClock
 	release func() bool
+	cl      *clients
+	observe func(*running)
+	once    sync.Once
 }
 
-func newWiring(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (*wiring, error) {
+func newWiring(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer, observe func(*running)) (*wiring, error) {
+	if len(cfg.listeners) == 0 {
+		return nil, &ConfigError{Err: errors.New("no listener configured (AVISO_EVENT_TYPE or AVISO_LISTENERS_FILE)")}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	key, err := checkpointKey(cfg)
+	client, err := avisoClient(cfg)
 	if err != nil {
-		return nil, &ConfigError{Err: err}
+		return nil, err
 	}
-	w := &wiring{cfg: cfg, log: log, out: out, metrics: metrics.New(reg), run: &running{Registry: reg, Key: key}, ready: &readyState{}}
+	w := &wiring{cfg: cfg, log: log, out: out, set: metrics.NewSet(reg), client: client, observe: observe,
+		run: &running{Registry: reg, Key: cfg.listeners[0].Key}}
+	if len(cfg.listeners) > 1 && cfg.Sink == sinkStdout {
+		w.out = &lockedWriter{w: out} // one line at a time from several sinks
+	}
+	for _, spec := range cfg.listeners {
+		w.units = append(w.units, newUnit(spec, log, w.set, len(cfg.listeners) > 1))
+	}
+	w.run.units = w.units
 	w.logStart()
 	w.clock, w.release = newStopClock(ctx, cfg.Bridge.ShutdownTimeout)
-	w.ready.starting("connecting to the " + string(cfg.Checkpoint.Store) + " checkpoint store")
+	w.cl = newClients(cfg, log)
 	return w, nil
 }
 
 func (w *wiring) logStart() {
 	cfg := w.cfg
-	w.log.Info("bridge.starting", "version", versionString(), "aviso_url", cfg.avisoURLForLog(), "event_type", cfg.Aviso.EventType,
-		"identifier", cfg.Aviso.Identifier, "mode", cfg.Aviso.Mode.String(), "sink", string(cfg.Sink), "checkpoint_store", string(cfg.Checkpoint.Store),
-		"checkpoint_key", w.run.Key)
+	attrs := []any{"version", versionString(), "aviso_url", cfg.avisoURLForLog(), "instance", cfg.Bridge.InstanceID,
+		"mode", cfg.Aviso.Mode.String(), "sink", string(cfg.Sink), "checkpoint_store", string(cfg.Checkpoint.Store), "standby", cfg.Bridge.Standby}
+	if l := cfg.listeners[0]; len(cfg.listeners) == 1 {
+		attrs = append(attrs, "listener", l.Name, "event_type", l.EventType, "identifier", string(l.Identifier), "checkpoint_key", l.Key)
+	} else {
+		attrs = append(attrs, "listeners", cfg.listenerNames(), "listeners_file", cfg.Aviso.ListenersFile)
+	}
+	w.log.Info("bridge.starting", attrs...)
+	if wn := cfg.listenerWarnings; wn.Triggers > 0 {
+		w.log.Warn("bridge.listeners.triggers_ignored", "triggers", wn.Triggers, "listeners", wn.TriggerListeners, "listeners_file", cfg.Aviso.ListenersFile,
+			"hint", "the listener file's triggers are not run: the sink replaces them")
+	}
 	for _, sw := range cfg.securityWarnings() {
 		w.log.Warn(sw.Event, "hint", sw.Message)
 	}
@@ -179,105 +228,140 @@ func (w *wiring) logStart() {
 
 // startFailed is the result of a start-up step that failed: nil when a stop
 // was requested meanwhile (not a failure, exit 0).
-func (w *wiring) startFailed(ctx context.Context, err error) error {
-	if startInterrupted(ctx, err, w.log) {
+func (w *wiring) startFailed(ctx context.Context, u *unit, err error) error {
+	if startInterrupted(ctx, err, u.log) {
 		return nil
 	}
 	return err
 }
 
-// bridge opens the store and the sink, builds the pipeline and the
+// runListener runs listener u once: it opens its checkpoint store (taking
+// the key's lease in mode), its sink, builds the pipeline and the
 // supervisor, runs them, and closes the sink and the store within the stop
-// deadline.
-func (w *wiring) bridge(ctx context.Context, observe func(*running)) error {
-	// The store and the sink share their connections, closed after both.
-	cl := newClients(w.cfg, w.log)
-	defer cl.close()
-	// Checkpoint store first: a held key or an unusable store stops here.
-	store, loaded, err := w.openStore(ctx, cl)
+// deadline. It returns nil after a stop or a completed replay.
+func (w *wiring) runListener(ctx context.Context, u *unit, mode lease.Mode) error {
+	u.committed.Store(false)
+	u.ready.starting("connecting to the " + string(w.cfg.Checkpoint.Store) + " checkpoint store")
+	store, loaded, err := w.openStore(ctx, u, mode)
 	if err != nil {
-		return w.startFailed(ctx, err)
+		return w.startFailed(ctx, u, err)
 	}
-	defer closeWithin(w.clock, w.log, "checkpoint store", func(context.Context) error { return store.Close() })
-	w.ready.starting("connecting to the " + string(w.cfg.Sink) + " sink")
+	u.setActive(true)
+	defer u.setActive(false)
+	keep := false // a failed listener's lease is kept in a fleet
+	defer func() {
+		if keep {
+			u.park(store)
+			return
+		}
+		closeWithin(w.clock, u.log, "checkpoint store", func(context.Context) error { return store.Close() })
+	}()
+	u.setState(bridge.ListenerStarting, "")
+	u.ready.starting("connecting to the " + string(w.cfg.Sink) + " sink")
 	var cpSeq *uint64
 	if loaded != nil {
 		cpSeq = &loaded.Sequence
 	}
-	sink, err := openSink(ctx, w.cfg, w.log, w.metrics, w.out, resumeAfter(cpSeq, w.cfg.Aviso.FromID.ptr()), cl)
+	sink, err := openSink(ctx, w.cfg, u, w.out, resumeAfter(cpSeq, u.spec.FromID), w.cl)
 	if err != nil {
-		return w.startFailed(ctx, err)
+		return w.startFailed(ctx, u, err)
 	}
-	defer closeWithin(w.clock, w.log, "sink", sink.Close)
-	plan := resolveStart(startInputs{Checkpoint: cpSeq, Stored: w.storedPosition(ctx, sink),
-		FromID: w.cfg.Aviso.FromID.ptr(), FromDate: strings.TrimSpace(w.cfg.Aviso.FromDate)})
-	w.logPlan(plan, cpSeq)
-	if ctx.Err() != nil {
-		w.log.Info("bridge.start.interrupted", "reason", "stop requested while starting")
-		return nil
-	}
-	pipe, sup, err := w.build(sink, store, loaded, plan.Start)
-	if err != nil {
-		return err
-	}
-	w.run.Pipeline, w.run.Supervisor = pipe, sup
-	w.ready.running(sup, pipe, sink, store)
-	if observe != nil {
-		observe(w.run)
-	}
-	w.log.Info("bridge.started", "checkpoint_key", w.run.Key, "max_in_flight", w.cfg.Bridge.MaxInFlight)
-	err = w.runActors(ctx, pipe, sup)
-	st := pipe.Status()
-	w.log.Info("bridge.stopped", "checkpoint", st.Checkpoint.Sequence, "checkpoint_found", st.CheckpointFound, "in_flight", st.InFlight)
+	defer closeWithin(w.clock, u.log, "sink", sink.Close)
+	err = w.runPipeline(ctx, u, sink, store, loaded)
+	keep = w.cfg.Bridge.Standby && err != nil && ctx.Err() == nil && !isHeld(err)
 	return err
 }
 
-// openStore opens the checkpoint store and loads this key's checkpoint
-// (nil when there is none).
-func (w *wiring) openStore(ctx context.Context, cl *clients) (*trackedStore, *bridge.Checkpoint, error) {
-	cfg, key := w.cfg, w.run.Key
-	rawStore, err := openStore(ctx, cfg, key, w.log, cl)
+// runPipeline decides where the stream starts, builds the pipeline and the
+// supervisor and runs them.
+func (w *wiring) runPipeline(ctx context.Context, u *unit, sink bridge.Sink, store *trackedStore, loaded *bridge.Checkpoint) error {
+	var cpSeq *uint64
+	if loaded != nil {
+		cpSeq = &loaded.Sequence
+	}
+	plan := resolveStart(startInputs{Checkpoint: cpSeq, Stored: storedPosition(ctx, u, sink),
+		FromID: u.spec.FromID, FromDate: strings.TrimSpace(u.spec.FromDate)})
+	logPlan(u.log, plan, cpSeq)
+	if stopRequested(ctx) {
+		u.log.Info("bridge.start.interrupted", "reason", "stop requested while starting")
+		return nil
+	}
+	pipe, sup, err := w.build(u, sink, store, loaded, plan.Start)
+	if err != nil {
+		return err
+	}
+	u.ready.running(sup, pipe, sink, store)
+	u.running(pipe, sup)
+	w.once.Do(func() {
+		w.run.Key, w.run.Pipeline, w.run.Supervisor = u.spec.Key, pipe, sup
+		if w.observe != nil {
+			w.observe(w.run)
+		}
+	})
+	u.log.Info("bridge.started", "checkpoint_key", u.spec.Key, "max_in_flight", w.cfg.Bridge.MaxInFlight)
+	err = w.runActors(ctx, u, pipe, sup)
+	st := pipe.Status()
+	u.log.Info("bridge.stopped", "checkpoint", st.Checkpoint.Sequence, "checkpoint_found", st.CheckpointFound, "in_flight", st.InFlight)
+	return err
+}
+
+// openStore opens the checkpoint store of u's key, taking its lease in
+// mode, and loads the checkpoint (nil when there is none).
+func (w *wiring) openStore(ctx context.Context, u *unit, mode lease.Mode) (*trackedStore, *bridge.Checkpoint, error) {
+	cfg, key := w.cfg, u.spec.Key
+	rawStore, err := openStore(ctx, cfg, key, mode, u.log, w.cl)
 	if err != nil {
 		return nil, nil, err
 	}
 	store := &trackedStore{Store: rawStore}
 	cp, found, err := store.Load(ctx)
 	if err != nil {
-		closeWithin(w.clock, w.log, "checkpoint store", func(context.Context) error { return store.Close() })
+		closeWithin(w.clock, u.log, "checkpoint store", func(context.Context) error { return store.Close() })
 		return nil, nil, fmt.Errorf("checkpoint store %s: load key %s: %w", cfg.Checkpoint.Store, key, err)
 	}
 	if !found {
-		w.warnOtherKeys(rawStore)
+		w.warnOtherKeys(u, rawStore)
 		return store, nil, nil
 	}
-	w.log.Info("bridge.checkpoint.loaded", "sequence", cp.Sequence, "event_id", cp.EventID, "checkpoint_key", key,
+	u.log.Info("bridge.checkpoint.loaded", "sequence", cp.Sequence, "event_id", cp.EventID, "checkpoint_key", key,
 		"resume_from_id", resumeFromID(cp.Sequence))
-	w.metrics.CheckpointSequence.Set(float64(cp.Sequence))
+	u.metrics.CheckpointSequence.Set(float64(cp.Sequence))
 	return store, &cp, nil
 }
 
 // warnOtherKeys warns when the store holds positions of other keys but
-// none for this one (the file store tells).
-func (w *wiring) warnOtherKeys(store bridge.Store) {
+// none for this one (the file store tells), unless those keys are other
+// listeners' of this configuration.
+func (w *wiring) warnOtherKeys(u *unit, store bridge.Store) {
 	other, ok := store.(interface{ OtherKeys() []string })
 	if !ok {
 		return
 	}
-	if keys := other.OtherKeys(); len(keys) > 0 {
-		w.log.Warn("bridge.checkpoint.other_keys", "checkpoint_key", w.run.Key, "keys_found", keys, "checkpoint_file", w.cfg.Checkpoint.File,
+	mine := map[string]bool{}
+	for _, l := range w.cfg.listeners {
+		mine[l.Key] = true
+	}
+	var keys []string
+	for _, k := range other.OtherKeys() {
+		if !mine[k] {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > 0 {
+		u.log.Warn("bridge.checkpoint.other_keys", "checkpoint_key", u.spec.Key, "keys_found", keys, "checkpoint_file", w.cfg.Checkpoint.File,
 			"hint", "the checkpoint file holds positions of other keys but none for this one: AVISO_URL, AVISO_EVENT_TYPE, AVISO_IDENTIFIER or CHECKPOINT_KEY changed? Starting from AVISO_FROM_*; set CHECKPOINT_KEY to one of keys_found to resume from it instead")
 	}
 }
 
 // storedPosition is the last sequence the sink holds, when it tells.
-func (w *wiring) storedPosition(ctx context.Context, sink bridge.Sink) *uint64 {
+func storedPosition(ctx context.Context, u *unit, sink bridge.Sink) *uint64 {
 	pr, ok := sink.(bridge.PositionReporter)
 	if !ok {
 		return nil
 	}
 	seq, ok, err := pr.LastStored(ctx)
 	if err != nil {
-		w.log.Warn("bridge.sink.position_unknown", "error", err.Error())
+		u.log.Warn("bridge.sink.position_unknown", "error", err.Error())
 		return nil
 	}
 	if !ok {
@@ -286,22 +370,22 @@ func (w *wiring) storedPosition(ctx context.Context, sink bridge.Sink) *uint64 {
 	return &seq
 }
 
-func (w *wiring) logPlan(plan startPlan, checkpoint *uint64) {
+func logPlan(log *slog.Logger, plan startPlan, checkpoint *uint64) {
 	if plan.SinkAhead {
 		var cp uint64
 		if checkpoint != nil {
 			cp = *checkpoint
 		}
-		w.log.Info("bridge.sink.position", "sequence", plan.Start.Checkpoint, "checkpoint", cp, "action", "resuming after the sink's stored position")
+		log.Info("bridge.sink.position", "sequence", plan.Start.Checkpoint, "checkpoint", cp, "action", "resuming after the sink's stored position")
 	}
 	if plan.FromIgnored {
-		w.log.Info("bridge.start.checkpoint_wins", "checkpoint", plan.Start.Checkpoint,
+		log.Info("bridge.start.checkpoint_wins", "checkpoint", plan.Start.Checkpoint,
 			"ignored", "AVISO_FROM_ID/AVISO_FROM_DATE apply only when no checkpoint exists")
 	}
 }
 
-// build makes the pipeline and the supervisor.
-func (w *wiring) build(sink bridge.Sink, store bridge.Store, loaded *bridge.Checkpoint, start supervisor.Start) (*bridge.Pipeline, *supervisor.Supervisor, error) {
+// build makes the pipeline and the supervisor of u.
+func (w *wiring) build(u *unit, sink bridge.Sink, store bridge.Store, loaded *bridge.Checkpoint, start supervisor.Start) (*bridge.Pipeline, *supervisor.Supervisor, error) {
 	cfg := w.cfg
 	reject := bridge.RejectPolicy(cfg.Bridge.OnReject)
 	pipe, err := bridge.NewPipeline(sink, store, bridge.PipelineConfig{
@@ -311,31 +395,28 @@ func (w *wiring) build(sink bridge.Sink, store bridge.Store, loaded *bridge.Chec
 		ShutdownTimeout:    cfg.Bridge.ShutdownTimeout,
 		OnReject:           reject,
 		Start:              loaded,
-		Logger:             w.log,
-		Metrics:            w.metrics,
+		Logger:             u.log,
+		Metrics:            u.metrics,
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	client, err := avisoClient(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	sup, err := supervisor.New(supervisor.Config{
-		Client:      client,
+		Client:      w.client,
 		Mode:        aviso.Mode(cfg.Aviso.Mode),
-		EventType:   cfg.Aviso.EventType,
-		Identifier:  json.RawMessage(cfg.Aviso.Identifier),
+		EventType:   u.spec.EventType,
+		Identifier:  u.spec.Identifier,
 		Start:       start,
-		Pipeline:    pipe,
+		Pipeline:    timedPipeline{Pipeline: pipe, last: &u.last},
 		ToID:        cfg.Aviso.ToID.ptr(),
 		ToDate:      strings.TrimSpace(cfg.Aviso.ToDate),
 		DeadLetters: reject == bridge.RejectDLQ,
-		Logger:      w.log,
-		Metrics:     w.metrics,
+		Listener:    u.spec.Name,
+		Logger:      u.log,
+		Metrics:     u.metrics,
 	})
 	if err != nil {
-		return nil, nil, asConfigError(err)
+		return nil, nil, u.configError(err)
 	}
 	return pipe, sup, nil
 }
@@ -345,7 +426,7 @@ func (w *wiring) build(sink bridge.Sink, store bridge.Store, loaded *bridge.Chec
 // except after a completed replay, where it delivers and commits
 // everything; the supervisor stops reading at once. Both contexts also
 // derive from ctx, so the signal reaches them however the group stands.
-func (w *wiring) runActors(ctx context.Context, pipe *bridge.Pipeline, sup *supervisor.Supervisor) error {
+func (w *wiring) runActors(ctx context.Context, u *unit, pipe *bridge.Pipeline, sup *supervisor.Supervisor) error {
 	var g group
 	var perr, serr error
 	pctx, stopPipe := context.WithCancel(ctx)
@@ -353,7 +434,7 @@ func (w *wiring) runActors(ctx context.Context, pipe *bridge.Pipeline, sup *supe
 	g.add(func() error {
 		perr = pipe.Run(pctx)
 		if perr == nil {
-			w.run.Committed.Store(true)
+			u.committed.Store(true)
 		}
 		return errPipelineReturned
 	}, func(cause error) {
@@ -382,10 +463,10 @@ func (w *wiring) runActors(ctx context.Context, pipe *bridge.Pipeline, sup *supe
 		}
 	}, func(error) { close(quit) })
 	first := g.run()
-	return outcome(first, perr, serr, ctx.Err() != nil)
+	return u.configError(outcome(first, perr, serr, ctx.Err() != nil))
 }
 
-// outcome is the bridge's result once the pipeline (perr) and the
+// outcome is the listener's result once the pipeline (perr) and the
 // supervisor (serr) have returned; first is what stopped the group and
 // signalled whether a stop was requested. The supervisor's error counts
 // only when it stopped the group for a reason of its own; the pipeline's
@@ -403,6 +484,19 @@ func outcome(first, perr, serr error, signalled bool) error {
 		return asConfigError(serr)
 	}
 	return nil
+}
+
+// lockedWriter serialises the writes of several stdout sinks, so that
+// each write (whole lines) reaches the output in one piece.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // closeWithin closes a component within the stop deadline (at least
@@ -501,12 +595,12 @@ func asConfigError(err error) error {
 	return err
 }
 
-// openSink builds the configured sink.
-func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metrics, out io.Writer, resumeAfter uint64, cl *clients) (bridge.Sink, error) {
+// openSink builds listener u's sink on the shared connections of cl.
+func openSink(ctx context.Context, cfg *Config, u *unit, out io.Writer, resumeAfter uint64, cl *clients) (bridge.Sink, error) {
 	switch cfg.Sink {
-	case "stdout":
+	case sinkStdout:
 		return stdout.New(stdout.Options{Out: out, MaxInFlight: cfg.Bridge.MaxInFlight}), nil
-	case "nats", "jetstream":
+	case sinkNATS, sinkJetStream:
 		nc := natsSinkConfig(cfg)
 		if err := nc.Validate(); err != nil {
 			return nil, &ConfigError{Err: libraryError(libNATS, err)}
@@ -515,21 +609,21 @@ func openSink(ctx context.Context, cfg *Config, log *slog.Logger, m *bridge.Metr
 		if err != nil {
 			return nil, err
 		}
-		return retryStart(ctx, log, "NATS sink", func() (bridge.Sink, error) {
-			return natssink.New(ctx, nc, natssink.Options{Logger: log, Conn: conn})
+		return retryStart(ctx, u.log, "NATS sink", func() (bridge.Sink, error) {
+			return natssink.New(ctx, nc, natssink.Options{Logger: u.log, Conn: conn})
 		})
-	case "kafka":
+	case sinkKafka:
 		kc, err := kafkaConfig(cfg)
 		if err != nil {
 			return nil, err
 		}
-		kc.ResumeAfter = resumeAfter
+		kc.ResumeAfter, kc.EventType = resumeAfter, u.spec.EventType
 		kt, err := cl.kafka()
 		if err != nil {
 			return nil, err
 		}
-		return retryStart(ctx, log, "Kafka sink", func() (bridge.Sink, error) {
-			return kafkasink.NewSink(ctx, kc, kafkasink.Options{Logger: log, Metrics: m, Transport: kt})
+		return retryStart(ctx, u.log, "Kafka sink", func() (bridge.Sink, error) {
+			return kafkasink.NewSink(ctx, kc, kafkasink.Options{Logger: u.log, Metrics: u.metrics, Transport: kt})
 		})
 	}
 	return nil, &ConfigError{Err: fmt.Errorf("SINK: %q is not supported", cfg.Sink)}

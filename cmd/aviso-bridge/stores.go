@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	natsgo "github.com/nats-io/nats.go"
 	kafkago "github.com/segmentio/kafka-go"
@@ -23,19 +24,28 @@ import (
 type clients struct {
 	cfg   *Config
 	log   *slog.Logger
-	owner string // this process's owner id in checkpoint leases
+	owner string // this process's owner id in checkpoint leases: BRIDGE_INSTANCE_ID
 
+	// mu guards the connections: the listeners open them concurrently,
+	// the first one connects.
+	mu sync.Mutex
 	nc *natsgo.Conn
 	kt *kafkago.Transport
 }
 
 func newClients(cfg *Config, log *slog.Logger) *clients {
-	return &clients{cfg: cfg, log: log, owner: lease.OwnerID()}
+	owner := cfg.Bridge.InstanceID
+	if owner == "" {
+		owner = lease.OwnerID()
+	}
+	return &clients{cfg: cfg, log: log, owner: owner}
 }
 
 // nats returns the NATS connection, connecting (and waiting for a server
 // that is still starting) on first use.
 func (c *clients) nats(ctx context.Context) (*natsgo.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.nc != nil {
 		return c.nc, nil
 	}
@@ -56,6 +66,8 @@ func (c *clients) nats(ctx context.Context) (*natsgo.Conn, error) {
 
 // kafka returns the Kafka transport, built on first use.
 func (c *clients) kafka() (*kafkago.Transport, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.kt != nil {
 		return c.kt, nil
 	}
@@ -71,8 +83,25 @@ func (c *clients) kafka() (*kafkago.Transport, error) {
 	return kt, nil
 }
 
+// kafkaClient is a kafka-go client on the shared transport, for the
+// checkpoint topic.
+func (c *clients) kafkaClient() (*kafkago.Client, error) {
+	kt, err := c.kafka()
+	if err != nil {
+		return nil, err
+	}
+	kc, _ := kafkaConfig(c.cfg) // validated by c.kafka
+	timeout := c.cfg.Kafka.WriteTimeout
+	if timeout == 0 {
+		timeout = kafkatopic.DefaultTimeout
+	}
+	return &kafkago.Client{Addr: kafkago.TCP(kc.Brokers...), Transport: kt, Timeout: timeout}, nil
+}
+
 // close closes what was opened.
 func (c *clients) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.nc != nil {
 		c.nc.Close()
 	}
@@ -81,11 +110,13 @@ func (c *clients) close() {
 	}
 }
 
-// leaseConfig is the lease of every remote store: CHECKPOINT_LEASE_TTL
-// and one owner id for every attempt, so that a retried open whose claim
-// was written but not answered takes the key at once.
-func (c *clients) leaseConfig() lease.Config {
-	return lease.Config{TTL: c.cfg.Checkpoint.LeaseTTL, Owner: c.owner}
+// leaseConfig is the lease of every store: CHECKPOINT_LEASE_TTL, the
+// acquisition mode, and one owner id (BRIDGE_INSTANCE_ID) for every
+// attempt, so that a retried open whose claim was written but not
+// answered takes the key at once, and a fleet's coordinator reports the
+// holders by instance id.
+func (c *clients) leaseConfig(mode lease.Mode) lease.Config {
+	return lease.Config{TTL: c.cfg.Checkpoint.LeaseTTL, Owner: c.owner, Mode: mode}
 }
 
 // storeConfigs are the remote stores' configurations for key.
@@ -113,44 +144,84 @@ func validateStore(cfg *Config, key string) error {
 	return nil
 }
 
-// openStore opens the configured checkpoint store for key, on the shared
-// connections of cl.
-func openStore(ctx context.Context, cfg *Config, key string, log *slog.Logger, cl *clients) (bridge.Store, error) {
+// openStore opens the configured checkpoint store for key, taking its
+// lease in mode, on the shared connections of cl.
+func openStore(ctx context.Context, cfg *Config, key string, mode lease.Mode, log *slog.Logger, cl *clients) (bridge.Store, error) {
 	nkc, kkc := storeConfigs(cfg, key)
 	switch cfg.Checkpoint.Store {
-	case "file":
-		s, err := checkpoint.OpenFile(cfg.Checkpoint.File, key)
-		if err != nil {
-			return nil, nameSetting("CHECKPOINT_FILE", err)
-		}
-		return s, nil
-	case "nats-kv":
+	case storeFile:
+		return openFileStore(ctx, cfg, key, mode)
+	case storeNATSKV:
 		nc, err := cl.nats(ctx)
 		if err != nil {
 			return nil, err
 		}
-		nkc.Lease = cl.leaseConfig()
+		nkc.Lease = cl.leaseConfig(mode)
 		return retryStart(ctx, log, "nats-kv checkpoint store", func() (bridge.Store, error) {
 			return natskv.Open(ctx, nc, nkc, log)
 		})
-	case "kafka":
-		kt, err := cl.kafka()
+	case storeKafka:
+		client, err := cl.kafkaClient()
 		if err != nil {
 			return nil, err
 		}
-		kc, _ := kafkaConfig(cfg) // validated by cl.kafka
-		timeout := kkc.Timeout
-		if timeout == 0 {
-			timeout = kafkatopic.DefaultTimeout
-		}
-		client := &kafkago.Client{Addr: kafkago.TCP(kc.Brokers...), Transport: kt, Timeout: timeout}
-		kkc.Lease = cl.leaseConfig()
+		kkc.Lease = cl.leaseConfig(mode)
 		return retryStart(ctx, log, "kafka checkpoint store", func() (bridge.Store, error) {
 			return kafkatopic.Open(ctx, client, kkc, log)
 		})
-	case "none":
+	case storeNone:
 		log.Warn("bridge.checkpoint.none", "hint", "CHECKPOINT_STORE=none keeps no position: a restart starts again from AVISO_FROM_* or live; for trials only")
 		return checkpoint.NewMemory().Open(key)
 	}
 	return nil, &ConfigError{Err: fmt.Errorf("CHECKPOINT_STORE: %q is not supported", cfg.Checkpoint.Store)}
+}
+
+// openFileStore opens key in CHECKPOINT_FILE, its lock naming
+// BRIDGE_INSTANCE_ID: at once (held: an error), or, in lease.Standby,
+// waiting for the key's lock.
+func openFileStore(ctx context.Context, cfg *Config, key string, mode lease.Mode) (bridge.Store, error) {
+	s, err := checkpoint.OpenFileLease(ctx, cfg.Checkpoint.File, key, lease.Config{Owner: cfg.Bridge.InstanceID, Mode: mode})
+	if err != nil {
+		return nil, nameSetting("CHECKPOINT_FILE", err)
+	}
+	return s, nil
+}
+
+// storeAdmin is the configured store as a whole: the checkpoint admin and
+// the coordinator of a fleet.
+type storeAdmin interface {
+	checkpoint.Admin
+	checkpoint.Coordinator
+}
+
+// openAdmin opens the configured store as a whole, on the shared
+// connections of cl; CHECKPOINT_STORE=none has none.
+func openAdmin(ctx context.Context, cfg *Config, log *slog.Logger, cl *clients) (storeAdmin, error) {
+	lc := cl.leaseConfig(lease.Probe)
+	switch cfg.Checkpoint.Store {
+	case storeFile:
+		a, err := checkpoint.OpenFileAdmin(cfg.Checkpoint.File)
+		if err != nil {
+			return nil, nameSetting("CHECKPOINT_FILE", err)
+		}
+		return a, nil
+	case storeNATSKV:
+		nc, err := cl.nats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return retryStart(ctx, log, "nats-kv checkpoint bucket", func() (storeAdmin, error) {
+			return natskv.OpenBucket(ctx, nc, natskv.BucketConfig{Bucket: cfg.NATS.KVBucket, Lease: lc}, log)
+		})
+	case storeKafka:
+		client, err := cl.kafkaClient()
+		if err != nil {
+			return nil, err
+		}
+		tc := kafkatopic.TopicConfig{Topic: cfg.Kafka.CheckpointTopic, Timeout: cfg.Kafka.WriteTimeout, Lease: lc}
+		return retryStart(ctx, log, "kafka checkpoint topic", func() (storeAdmin, error) {
+			return kafkatopic.OpenTopic(ctx, client, tc, log)
+		})
+	}
+	return nil, &ConfigError{Err: fmt.Errorf("CHECKPOINT_STORE=%s keeps no positions to share or change; use file, nats-kv or kafka", cfg.Checkpoint.Store)}
 }
