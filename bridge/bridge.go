@@ -184,11 +184,12 @@ const (
 	RejectSkip RejectPolicy = "skip"
 )
 
-// ParseRejectPolicy parses a BRIDGE_ON_REJECT value.
+// ParseRejectPolicy parses a reject policy (BRIDGE_ON_REJECT in
+// cmd/aviso-bridge).
 func ParseRejectPolicy(s string) (RejectPolicy, error) {
 	switch p := RejectPolicy(s); p {
 	case RejectFail, RejectDLQ, RejectSkip:
 		return p, nil
 	}
-	return "", fmt.Errorf("BRIDGE_ON_REJECT: unknown policy %q (want fail, dlq or skip)", s)
+	return "", fmt.Errorf("unknown policy %q (want fail, dlq or skip)", s)
 }

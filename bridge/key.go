@@ -36,7 +36,7 @@ func CheckpointKey(baseURL, eventType string, identifier json.RawMessage) (strin
 	}
 	canon, err := CanonicalJSON(identifier)
 	if err != nil {
-		return "", fmt.Errorf("AVISO_IDENTIFIER: %w", err)
+		return "", fmt.Errorf("identifier: %w", err)
 	}
 	h := sha256.New()
 	var v [4]byte
@@ -60,15 +60,15 @@ func CheckpointKey(baseURL, eventType string, identifier json.RawMessage) (strin
 func NormalizeBaseURL(raw string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
-		return "", fmt.Errorf("AVISO_URL: %w", err)
+		return "", fmt.Errorf("base URL: %w", err)
 	}
 	scheme := strings.ToLower(u.Scheme)
 	if scheme != "http" && scheme != "https" {
-		return "", fmt.Errorf("AVISO_URL: %q: scheme must be http or https", raw)
+		return "", fmt.Errorf("base URL %q: scheme must be http or https", raw)
 	}
 	host := strings.ToLower(u.Hostname())
 	if host == "" {
-		return "", fmt.Errorf("AVISO_URL: %q: no host", raw)
+		return "", fmt.Errorf("base URL %q: no host", raw)
 	}
 	port := u.Port()
 	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {

@@ -34,8 +34,8 @@ func TestNormalizeBaseURL(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "ftp://host", "host:8080", "https://", "https:///path", "://x", "http://[::1"} {
-		if got, err := bridge.NormalizeBaseURL(bad); err == nil || !strings.Contains(err.Error(), "AVISO_URL") {
-			t.Errorf("NormalizeBaseURL(%q) = %q, %v; want an AVISO_URL error", bad, got, err)
+		if got, err := bridge.NormalizeBaseURL(bad); err == nil || !strings.Contains(err.Error(), "base URL") {
+			t.Errorf("NormalizeBaseURL(%q) = %q, %v; want a base URL error", bad, got, err)
 		}
 	}
 }
@@ -104,11 +104,11 @@ const goldenKey = "1d04aeab052d4467999e9bfe7c824d1207fcd029e4090748a770f7a0dbeac
 
 func TestCheckpointKeyErrors(t *testing.T) {
 	for _, c := range []struct{ u, ident, want string }{
-		{"ftp://x", `{}`, "AVISO_URL"},
-		{"https://x", `{"a":`, "AVISO_IDENTIFIER"},
-		{"https://x", `{} {}`, "AVISO_IDENTIFIER"},
-		{"https://x", `{}]`, "AVISO_IDENTIFIER"},
-		{"https://x", `{"a":1e999}`, "AVISO_IDENTIFIER"},
+		{"ftp://x", `{}`, "base URL"},
+		{"https://x", `{"a":`, "identifier"},
+		{"https://x", `{} {}`, "identifier"},
+		{"https://x", `{}]`, "identifier"},
+		{"https://x", `{"a":1e999}`, "identifier"},
 	} {
 		if _, err := bridge.CheckpointKey(c.u, "mars", json.RawMessage(c.ident)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("CheckpointKey(%q, %q): %v, want an error naming %s", c.u, c.ident, err, c.want)

@@ -1,7 +1,7 @@
 package bridge
 
 import (
-	"fmt"
+	"cmp"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -76,23 +76,24 @@ func DefaultBackoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// validate refuses negative bounds and an unknown OnReject.
+// validate refuses negative bounds and an unknown OnReject. Each error is
+// a *FieldError naming the field to fix.
 func (cfg PipelineConfig) validate() error {
 	switch {
 	case cfg.MaxInFlight < 0:
-		return fmt.Errorf("BRIDGE_MAX_IN_FLIGHT: %d must be positive", cfg.MaxInFlight)
+		return FieldErrorf("MaxInFlight", "%d must be positive", cfg.MaxInFlight)
 	case cfg.MaxInFlightBytes < 0:
-		return fmt.Errorf("BRIDGE_MAX_IN_FLIGHT_BYTES: %d must be positive", cfg.MaxInFlightBytes)
+		return FieldErrorf("MaxInFlightBytes", "%d must be positive", cfg.MaxInFlightBytes)
 	case cfg.CheckpointInterval < 0:
-		return fmt.Errorf("CHECKPOINT_INTERVAL: %s must be positive", cfg.CheckpointInterval)
+		return FieldErrorf("CheckpointInterval", "%s must be positive", cfg.CheckpointInterval)
 	case cfg.ShutdownTimeout < 0:
-		return fmt.Errorf("BRIDGE_SHUTDOWN_TIMEOUT: %s must not be negative", cfg.ShutdownTimeout)
+		return FieldErrorf("ShutdownTimeout", "%s must not be negative", cfg.ShutdownTimeout)
 	case cfg.CommitTimeout < 0:
-		return fmt.Errorf("bridge: commit timeout %s must not be negative", cfg.CommitTimeout)
+		return FieldErrorf("CommitTimeout", "%s must not be negative", cfg.CommitTimeout)
 	}
 	if cfg.OnReject != "" {
 		if _, err := ParseRejectPolicy(string(cfg.OnReject)); err != nil {
-			return err
+			return FieldErrorf("OnReject", "%w", err)
 		}
 	}
 	return nil
@@ -101,24 +102,12 @@ func (cfg PipelineConfig) validate() error {
 // withDefaults returns cfg with every zero field set to its default and
 // its own copy of Start.
 func (cfg PipelineConfig) withDefaults() PipelineConfig {
-	if cfg.MaxInFlight == 0 {
-		cfg.MaxInFlight = DefaultMaxInFlight
-	}
-	if cfg.MaxInFlightBytes == 0 {
-		cfg.MaxInFlightBytes = DefaultMaxInFlightBytes
-	}
-	if cfg.CheckpointInterval == 0 {
-		cfg.CheckpointInterval = DefaultCheckpointInterval
-	}
-	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if cfg.CommitTimeout == 0 {
-		cfg.CommitTimeout = DefaultCommitTimeout
-	}
-	if cfg.OnReject == "" {
-		cfg.OnReject = RejectFail
-	}
+	cfg.MaxInFlight = cmp.Or(cfg.MaxInFlight, DefaultMaxInFlight)
+	cfg.MaxInFlightBytes = cmp.Or(cfg.MaxInFlightBytes, DefaultMaxInFlightBytes)
+	cfg.CheckpointInterval = cmp.Or(cfg.CheckpointInterval, DefaultCheckpointInterval)
+	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	cfg.CommitTimeout = cmp.Or(cfg.CommitTimeout, DefaultCommitTimeout)
+	cfg.OnReject = cmp.Or(cfg.OnReject, RejectFail)
 	if cfg.Backoff == nil {
 		cfg.Backoff = DefaultBackoff
 	}

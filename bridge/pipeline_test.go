@@ -357,7 +357,7 @@ func TestPipelineRejectPolicies(t *testing.T) {
 			var rej *bridge.RejectedError
 			if tt.wantErr {
 				if !errors.As(err, &rej) || rej.Sequence != 2 || rej.ID != "mars@2" || !bridge.IsPermanent(err) ||
-					!strings.Contains(err.Error(), "BRIDGE_ON_REJECT=fail") || !strings.Contains(err.Error(), "maximum payload exceeded") {
+					!strings.HasPrefix(err.Error(), "OnReject: fail: ") || !strings.Contains(err.Error(), "maximum payload exceeded") {
 					t.Fatalf("Run: %v, want a RejectedError for mars@2", err)
 				}
 			} else if err != nil {
@@ -602,15 +602,21 @@ func TestPipelineDeadLetterPassthrough(t *testing.T) {
 func TestNewPipelineValidates(t *testing.T) {
 	store, _ := memStore(t)
 	sink := newManualSink(1)
-	for _, cfg := range []bridge.PipelineConfig{
-		{MaxInFlight: -1},
-		{MaxInFlightBytes: -1},
-		{CheckpointInterval: -time.Second},
-		{ShutdownTimeout: -time.Second},
-		{OnReject: "drop"},
+	for _, tc := range []struct {
+		cfg   bridge.PipelineConfig
+		field string
+	}{
+		{bridge.PipelineConfig{MaxInFlight: -1}, "MaxInFlight"},
+		{bridge.PipelineConfig{MaxInFlightBytes: -1}, "MaxInFlightBytes"},
+		{bridge.PipelineConfig{CheckpointInterval: -time.Second}, "CheckpointInterval"},
+		{bridge.PipelineConfig{ShutdownTimeout: -time.Second}, "ShutdownTimeout"},
+		{bridge.PipelineConfig{CommitTimeout: -time.Second}, "CommitTimeout"},
+		{bridge.PipelineConfig{OnReject: "drop"}, "OnReject"},
 	} {
-		if _, err := bridge.NewPipeline(sink, store, cfg); err == nil {
-			t.Errorf("NewPipeline(%+v) accepted", cfg)
+		_, err := bridge.NewPipeline(sink, store, tc.cfg)
+		var fe *bridge.FieldError
+		if !errors.As(err, &fe) || fe.Fields[0] != tc.field {
+			t.Errorf("NewPipeline(%+v): %v, want a field error naming %s", tc.cfg, err, tc.field)
 		}
 	}
 	if _, err := bridge.NewPipeline(nil, store, bridge.PipelineConfig{}); err == nil {

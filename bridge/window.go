@@ -207,7 +207,7 @@ func (r *runner) reject(s *slot, err error) {
 				return
 			}
 			if IsPermanent(derr) {
-				r.fatal = fmt.Errorf("BRIDGE_ON_REJECT=dlq: %w", errors.Join(&RejectedError{ID: id, Sequence: seq, Err: err}, derr))
+				r.fatal = FieldErrorf("OnReject", "%s: %w", RejectDLQ, errors.Join(&RejectedError{ID: id, Sequence: seq, Err: err}, derr))
 				return
 			}
 			// The context ended: Run's (start the timed drain and keep
@@ -223,7 +223,7 @@ func (r *runner) reject(s *slot, err error) {
 	default:
 		p.rejFail.Inc()
 		p.log.Error("bridge.sink.rejected", "action", string(RejectFail), "id", id, "sequence", seq, "error", err.Error())
-		r.fatal = fmt.Errorf("BRIDGE_ON_REJECT=fail: %w", &RejectedError{ID: id, Sequence: seq, Err: err})
+		r.fatal = FieldErrorf("OnReject", "%s: %w", RejectFail, &RejectedError{ID: id, Sequence: seq, Err: err})
 	}
 }
 

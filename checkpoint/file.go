@@ -88,10 +88,10 @@ func OpenFile(path, key string) (*File, error) {
 // lc.TTL is not used.
 func OpenFileLease(ctx context.Context, path, key string, lc lease.Config) (*File, error) {
 	if path == "" {
-		return nil, errors.New("CHECKPOINT_FILE: empty path")
+		return nil, errors.New("empty checkpoint file path")
 	}
 	if key == "" {
-		return nil, errors.New("CHECKPOINT_KEY: empty key")
+		return nil, errors.New("empty checkpoint key")
 	}
 	resolved, err := prepare(path)
 	if err != nil {
@@ -118,14 +118,14 @@ func OpenFileLease(ctx context.Context, path, key string, lc lease.Config) (*Fil
 // prepare creates path's directory and returns its real path (see File).
 func prepare(path string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return "", fmt.Errorf("CHECKPOINT_FILE %s: create directory: %w", path, err)
+		return "", fmt.Errorf("checkpoint file %s: create directory: %w", path, err)
 	}
 	resolved, err := realPath(path)
 	if err != nil {
-		return "", fmt.Errorf("CHECKPOINT_FILE %s: resolve symbolic links: %w", path, err)
+		return "", fmt.Errorf("checkpoint file %s: resolve symbolic links: %w", path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(resolved), 0o755); err != nil {
-		return "", fmt.Errorf("CHECKPOINT_FILE %s: create directory %s: %w", path, filepath.Dir(resolved), err)
+		return "", fmt.Errorf("checkpoint file %s: create directory %s: %w", path, filepath.Dir(resolved), err)
 	}
 	return resolved, nil
 }
@@ -204,13 +204,13 @@ func (f *File) removeTemps() error {
 	dir := filepath.Dir(f.real)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("CHECKPOINT_FILE %s: read directory: %w", f.path, err)
+		return fmt.Errorf("checkpoint file %s: read directory: %w", f.path, err)
 	}
 	prefix := f.tempPrefix()
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), prefix) && !e.IsDir() {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("CHECKPOINT_FILE %s: remove stale temp file: %w", f.path, err)
+				return fmt.Errorf("checkpoint file %s: remove stale temp file: %w", f.path, err)
 			}
 		}
 	}
@@ -235,7 +235,7 @@ func (f *File) read() error {
 
 // corrupt is the error of a file that cannot be decoded.
 func corrupt(path, format string, args ...any) error {
-	return fmt.Errorf("CHECKPOINT_FILE %s: corrupt checkpoint file (fix or remove it to start from AVISO_FROM_*): "+format, append([]any{path}, args...)...)
+	return fmt.Errorf("checkpoint file %s: corrupt checkpoint file (fix or remove it to start from the configured start position): "+format, append([]any{path}, args...)...)
 }
 
 // parseEntry decodes the entry of key.
@@ -259,7 +259,7 @@ func readDoc(path, resolved string) (fileDoc, error) {
 		return doc, nil
 	}
 	if err != nil {
-		return doc, fmt.Errorf("CHECKPOINT_FILE %s: %w", path, err)
+		return doc, fmt.Errorf("checkpoint file %s: %w", path, err)
 	}
 	var raw struct {
 		Version          *int                       `json:"version"`
@@ -273,9 +273,9 @@ func readDoc(path, resolved string) (fileDoc, error) {
 	case raw.Version == nil:
 		return doc, corrupt(path, "no \"version\"")
 	case *raw.Version != fileVersion:
-		return doc, fmt.Errorf("CHECKPOINT_FILE %s: unsupported file version %d (want %d)", path, *raw.Version, fileVersion)
+		return doc, fmt.Errorf("checkpoint file %s: unsupported file version %d (want %d)", path, *raw.Version, fileVersion)
 	case raw.KeyFormatVersion != nil && *raw.KeyFormatVersion != keyFormatVersion:
-		return doc, fmt.Errorf("CHECKPOINT_FILE %s: unsupported key_format_version %d (want %d)", path, *raw.KeyFormatVersion, keyFormatVersion)
+		return doc, fmt.Errorf("checkpoint file %s: unsupported key_format_version %d (want %d)", path, *raw.KeyFormatVersion, keyFormatVersion)
 	}
 	if raw.Checkpoints != nil {
 		doc.Checkpoints = raw.Checkpoints
@@ -300,7 +300,7 @@ func (f *File) Commit(_ context.Context, cp bridge.Checkpoint) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.lock == nil {
-		return fmt.Errorf("CHECKPOINT_FILE %s: %w", f.path, ErrClosed)
+		return fmt.Errorf("checkpoint file %s: %w", f.path, ErrClosed)
 	}
 	if f.found && cp.Sequence <= f.cp.Sequence {
 		return nil
@@ -310,7 +310,7 @@ func (f *File) Commit(_ context.Context, cp bridge.Checkpoint) error {
 	}
 	entry, err := encodeEntry(cp)
 	if err != nil {
-		return fmt.Errorf("CHECKPOINT_FILE %s: %w", f.path, err)
+		return fmt.Errorf("checkpoint file %s: %w", f.path, err)
 	}
 	err = withFileLock(f.real, func() error {
 		doc, err := readDoc(f.path, f.real) // other keys, written by other stores since
@@ -325,7 +325,7 @@ func (f *File) Commit(_ context.Context, cp bridge.Checkpoint) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("CHECKPOINT_FILE %s: commit sequence %d: %w", f.path, cp.Sequence, err)
+		return fmt.Errorf("checkpoint file %s: commit sequence %d: %w", f.path, cp.Sequence, err)
 	}
 	f.cp, f.found = cp, true
 	return nil

@@ -314,10 +314,10 @@ func TestFileClosed(t *testing.T) {
 }
 
 func TestFileOpenErrors(t *testing.T) {
-	if _, err := OpenFile("", testKey); err == nil || !strings.Contains(err.Error(), "CHECKPOINT_FILE") {
+	if _, err := OpenFile("", testKey); err == nil || !strings.Contains(err.Error(), "checkpoint file path") {
 		t.Fatalf("empty path: %v", err)
 	}
-	if _, err := OpenFile(filepath.Join(t.TempDir(), "cp.json"), ""); err == nil || !strings.Contains(err.Error(), "CHECKPOINT_KEY") {
+	if _, err := OpenFile(filepath.Join(t.TempDir(), "cp.json"), ""); err == nil || !strings.Contains(err.Error(), "checkpoint key") {
 		t.Fatalf("empty key: %v", err)
 	}
 	blocker := filepath.Join(t.TempDir(), "file")
@@ -417,7 +417,7 @@ func TestFileSymlinkLoop(t *testing.T) {
 	mustSymlink(t, "b.json", filepath.Join(dir, "a.json"))
 	mustSymlink(t, "a.json", filepath.Join(dir, "b.json"))
 	_, err := OpenFile(filepath.Join(dir, "a.json"), testKey)
-	if err == nil || !strings.Contains(err.Error(), "CHECKPOINT_FILE") || !strings.Contains(err.Error(), "a.json") {
+	if err == nil || !strings.Contains(err.Error(), "checkpoint file") || !strings.Contains(err.Error(), "a.json") {
 		t.Fatalf("OpenFile through a link loop: %v", err)
 	}
 }

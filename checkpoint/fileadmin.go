@@ -33,7 +33,7 @@ var (
 // its directory when missing.
 func OpenFileAdmin(path string) (*FileAdmin, error) {
 	if path == "" {
-		return nil, errors.New("CHECKPOINT_FILE: empty path")
+		return nil, errors.New("empty checkpoint file path")
 	}
 	resolved, err := prepare(path)
 	if err != nil {
@@ -42,7 +42,7 @@ func OpenFileAdmin(path string) (*FileAdmin, error) {
 	return &FileAdmin{path: path, resolved: resolved}, nil
 }
 
-func (a *FileAdmin) where() string { return "CHECKPOINT_FILE " + a.path }
+func (a *FileAdmin) where() string { return "checkpoint file " + a.path }
 
 // Announce implements Coordinator: it holds the member's lock file until
 // release, which removes it.
@@ -186,7 +186,7 @@ func (a *FileAdmin) Delete(_ context.Context, key string, force bool) error {
 // it).
 func (a *FileAdmin) change(key string, edit func(fileDoc), force bool) error {
 	if key == "" {
-		return errors.New("CHECKPOINT_KEY: empty key")
+		return errors.New("empty checkpoint key")
 	}
 	if !force {
 		p := keyLockPath(a.resolved, key)

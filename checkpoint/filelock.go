@@ -126,7 +126,7 @@ func lockKey(ctx context.Context, path, resolved, key string, lc lease.Config) (
 	for {
 		f, holder, err := tryLock(p)
 		if err != nil {
-			return nil, fmt.Errorf("CHECKPOINT_FILE %s: lock %s: %w", path, p, err)
+			return nil, fmt.Errorf("checkpoint file %s: lock %s: %w", path, p, err)
 		}
 		if f != nil {
 			writeHolder(f, holderName(lc.Owner))
@@ -141,13 +141,13 @@ func lockKey(ctx context.Context, path, resolved, key string, lc lease.Config) (
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("CHECKPOINT_FILE %s: checkpoint key %s: waiting for %s to release it: %w", path, key, holder, ctx.Err())
+			return nil, fmt.Errorf("checkpoint file %s: checkpoint key %s: waiting for %s to release it: %w", path, key, holder, ctx.Err())
 		case <-t.C:
 		}
 	}
 }
 
 func fileHeld(path, key, holder, lockPath string) error {
-	return &lease.HeldError{Where: "CHECKPOINT_FILE " + path, Key: key, Holder: holder,
+	return &lease.HeldError{Where: "checkpoint file " + path, Key: key, Holder: holder,
 		Detail: "lock " + lockPath + " is held by another bridge"}
 }

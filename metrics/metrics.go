@@ -127,7 +127,7 @@ func newVectors(f *factory) vectors {
 	v := vectors{
 		received:         f.counter("notifications_received_total", "Notifications read from aviso-server (after decoding, before deduplication)."),
 		published:        f.counter("notifications_published_total", "Notifications acknowledged by the sink."),
-		rejected:         f.counter("notifications_rejected_total", "Notifications the sink rejected permanently, by the BRIDGE_ON_REJECT action taken.", "action"),
+		rejected:         f.counter("notifications_rejected_total", "Notifications the sink rejected permanently, by the action the reject policy took (fail, dlq or skip).", "action"),
 		duplicates:       f.counter("duplicates_dropped_total", "Notifications dropped because their sequence was already forwarded (seam duplicates, reconnect re-sends)."),
 		malformed:        f.counter("malformed_frames_total", "SSE frames that could not be decoded."),
 		gaps:             f.counter("sequence_gaps_total", "Forward jumps in the aviso sequence (normal under filters and after retention purges)."),

@@ -131,10 +131,10 @@ func (s *Supervisor) tooLarge(ctx context.Context, err error, rid string) outcom
 	attrs := []any{"error", err.Error(), "request_id", rid, "dead_lettered", s.deadLetters}
 	if skip {
 		attrs = append(attrs, "sequence", te.Sequence, "action", "skipped: resuming after it",
-			"hint", "raise AVISO_MAX_EVENT_SIZE to forward such notifications")
+			"hint", "raise the client's maximum event size to forward such notifications")
 	} else {
 		attrs = append(attrs, "last_forwarded", s.lastForwarded, "action", "reconnecting from the cursor after a backoff",
-			"hint", "raise AVISO_MAX_EVENT_SIZE: the stream cannot move past this event")
+			"hint", "raise the client's maximum event size: the stream cannot move past this event")
 	}
 	s.log.Error("aviso.frame.too_large", attrs...)
 	if s.deadLetters && te != nil {
@@ -218,7 +218,7 @@ func (s *Supervisor) connectFailure(ctx context.Context, req aviso.Request, err 
 			reason = reasonNotEventStream
 		}
 		s.log.Error("aviso.connection.protocol_error", "error", pe.Error(), "request_id", pe.RequestID,
-			"hint", "check that AVISO_URL points to an aviso-server")
+			"hint", "check that the base URL points to an aviso-server")
 		return outcome{reason: reason, retry: retryBackoff, requestID: pe.RequestID, err: pe}
 	case errors.Is(err, aviso.ErrInvalidRequest):
 		// The client cannot even form the request (New already checked the
@@ -228,7 +228,7 @@ func (s *Supervisor) connectFailure(ctx context.Context, req aviso.Request, err 
 		// An unreadable or empty token/password file: a rotated secret may be
 		// in the middle of being replaced, so retry (not ready meanwhile).
 		s.log.Error("aviso.auth.unavailable", "error", err.Error(),
-			"hint", "check AVISO_TOKEN_FILE or AVISO_PASSWORD_FILE")
+			"hint", "check the token or password file")
 		return outcome{reason: reasonCredentials, retry: retryBackoff, err: err}
 	case errors.Is(err, aviso.ErrIdleTimeout):
 		return outcome{reason: reasonIdle, retry: retryBackoff, err: err}

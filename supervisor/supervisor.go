@@ -309,7 +309,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 func (s *Supervisor) refreshCredentials(ctx context.Context) {
 	if err := s.cfg.Client.Credentials.Refresh(ctx); err != nil {
 		s.log.Error("aviso.auth.refresh_failed", "error", err.Error(),
-			"hint", "check AVISO_TOKEN_FILE or AVISO_PASSWORD_FILE")
+			"hint", "check the token or password file")
 		return
 	}
 	s.log.Info("aviso.auth.refreshed")

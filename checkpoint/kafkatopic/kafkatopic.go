@@ -54,17 +54,18 @@ type Config struct {
 	beforeClaim func() // tests: runs just before the claim record is written
 }
 
-// Validate checks c; errors name the environment variable or the field.
+// Validate checks c. Each problem is a *bridge.FieldError naming the
+// field to fix; several are joined.
 func (c Config) Validate() error {
 	var errs []error
 	if c.Key == "" {
-		errs = append(errs, errors.New("CHECKPOINT_KEY: empty checkpoint key"))
+		errs = append(errs, bridge.FieldErrorf("Key", "empty checkpoint key"))
 	}
 	if c.ReplicationFactor < -1 {
-		errs = append(errs, fmt.Errorf("kafkatopic: ReplicationFactor %d: want -1 (broker default) or a positive count", c.ReplicationFactor))
+		errs = append(errs, bridge.FieldErrorf("ReplicationFactor", "%d: want -1 (broker default) or a positive count", c.ReplicationFactor))
 	}
 	if c.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("kafkatopic: Timeout %v must not be negative", c.Timeout))
+		errs = append(errs, bridge.FieldErrorf("Timeout", "%v must not be negative", c.Timeout))
 	}
 	errs = append(errs, c.Lease.Validate())
 	return errors.Join(errs...)
@@ -220,7 +221,7 @@ func (st *Store) open(ctx context.Context, replication int) error {
 	}
 	p, err := st.findPartition(ctx)
 	if err != nil {
-		return fmt.Errorf("KAFKA_CHECKPOINT_TOPIC %q: %w", st.topic, err)
+		return fmt.Errorf("%s: %w", st.where(), err)
 	}
 	st.partition = p
 	st.reader = partReader{client: st.client, topic: st.topic, partition: p, timeout: st.timeout}

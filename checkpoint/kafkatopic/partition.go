@@ -25,7 +25,7 @@ func (st *Store) ensureTopic(ctx context.Context, replication int) error {
 	defer cancel()
 	md, err := st.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{st.topic}})
 	if err != nil {
-		return fmt.Errorf("KAFKA_CHECKPOINT_TOPIC %q: metadata: %w", st.topic, err)
+		return fmt.Errorf("%s: metadata: %w", st.where(), err)
 	}
 	for _, t := range md.Topics {
 		if t.Name == st.topic && t.Error == nil && len(t.Partitions) > 0 {
@@ -51,7 +51,7 @@ func (st *Store) ensureTopic(ctx context.Context, replication int) error {
 		err = res.Errors[st.topic]
 	}
 	if err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
-		return fmt.Errorf("KAFKA_CHECKPOINT_TOPIC %q: create: %w", st.topic, err)
+		return fmt.Errorf("%s: create: %w", st.where(), err)
 	}
 	st.log.Info("checkpoint.kafka.topic_created", "topic", st.topic, "cleanup_policy", "compact", "partitions", 1)
 	return nil

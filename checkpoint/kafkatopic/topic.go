@@ -87,7 +87,7 @@ func OpenTopic(ctx context.Context, client *kafkago.Client, cfg TopicConfig, log
 	}
 	parts, err := partitions(ctx, client, cfg.Topic, cfg.Timeout)
 	if err != nil {
-		return nil, startError(fmt.Errorf("KAFKA_CHECKPOINT_TOPIC %q: %w", cfg.Topic, err))
+		return nil, startError(fmt.Errorf("%s: %w", t.where(), err))
 	}
 	for _, p := range parts {
 		t.readers = append(t.readers, &partReader{client: client, topic: cfg.Topic, partition: p, timeout: cfg.Timeout})
@@ -273,7 +273,7 @@ func (t *Topic) Delete(ctx context.Context, key string, force bool) error {
 // with a *lease.HeldError, a dead one is outwaited).
 func (t *Topic) change(ctx context.Context, key string, cp *bridge.Checkpoint, force bool) error {
 	if key == "" {
-		return errors.New("CHECKPOINT_KEY: empty checkpoint key")
+		return errors.New("empty checkpoint key")
 	}
 	if force {
 		return t.forceChange(ctx, key, cp)

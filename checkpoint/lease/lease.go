@@ -138,7 +138,7 @@ func (e *HeldError) Error() string {
 	if e.Detail != "" {
 		detail = ", " + e.Detail
 	}
-	return fmt.Sprintf("%s: another bridge holds checkpoint key %s (owner %s%s); stop it or set a different CHECKPOINT_KEY: %v",
+	return fmt.Sprintf("%s: another bridge holds checkpoint key %s (owner %s%s); stop it or use a different checkpoint key: %v",
 		e.Where, e.Key, holder, detail, bridge.ErrKeyHeld)
 }
 
@@ -265,7 +265,7 @@ func (l *Lease) Lost(err error) error {
 	if l.lost == nil {
 		l.lost = err
 		l.log.Error(l.o.Events+".lost", l.attrs("owner", l.o.Owner, "error", err.Error(),
-			"hint", "another bridge took the key over (this one could not refresh it for CHECKPOINT_LEASE_TTL); commits fail from now on")...)
+			"hint", "another bridge took the key over (this one could not refresh it for the lease TTL); commits fail from now on")...)
 	}
 	return l.lost
 }
@@ -346,7 +346,7 @@ func (l *Lease) settle(err error) (done bool, _ error) {
 func (l *Lease) logWaiting(holder string) {
 	if l.o.Mode == Standby {
 		l.log.Info(l.o.Events+".standby", l.attrs("owner", holder, "ttl", l.o.TTL.String(),
-			"hint", "BRIDGE_STANDBY: the key names another bridge; taking it when that bridge releases it or stops refreshing it for the TTL")...)
+			"hint", "standing by: the key names another bridge; taking it when that bridge releases it or stops refreshing it for the TTL")...)
 		return
 	}
 	l.log.Info(l.o.Events+".waiting", l.attrs("owner", holder, "wait", l.o.TTL.String(),
@@ -411,7 +411,7 @@ func (l *Lease) claim(ctx context.Context, s State, prev string, w *wait) error 
 		return nil
 	}
 	l.log.Info(l.o.Events+".taken_over", append(attrs, "previous_owner", prev,
-		"hint", "the previous owner did not refresh the key for CHECKPOINT_LEASE_TTL; it was stopped without a graceful shutdown")...)
+		"hint", "the previous owner did not refresh the key for the lease TTL; it was stopped without a graceful shutdown")...)
 	return nil
 }
 
@@ -453,7 +453,7 @@ func (l *Lease) refreshLoop(ctx context.Context) {
 		default:
 			failing = true
 			l.log.Warn(l.o.Events+".refresh_failed", l.attrs("error", err.Error(),
-				"hint", "a bridge starting on this key takes it over when no refresh succeeds for CHECKPOINT_LEASE_TTL")...)
+				"hint", "a bridge starting on this key takes it over when no refresh succeeds for the lease TTL")...)
 		}
 	}
 }
@@ -487,7 +487,7 @@ func (l *Lease) close(ctx context.Context) error {
 		_ = l.Lost(err) // taken over meanwhile: nothing to release
 	default:
 		l.log.Warn(l.o.Events+".release_failed", l.attrs("error", err.Error(),
-			"hint", "the next bridge on this key waits CHECKPOINT_LEASE_TTL before taking it over")...)
+			"hint", "the next bridge on this key waits the lease TTL before taking it over")...)
 		return fmt.Errorf("%s key %s: release: %w", l.o.Where, l.o.Key, err)
 	}
 	return nil

@@ -16,7 +16,7 @@ func TestHeldError(t *testing.T) {
 	if !errors.Is(err, bridge.ErrKeyHeld) || !errors.As(err, &held) || held.Holder != "host/1/ab" {
 		t.Fatalf("%v: want errors.Is ErrKeyHeld and As *HeldError naming the holder", err)
 	}
-	for _, part := range []string{`nats-kv bucket "b"`, "k1", "host/1/ab", "CHECKPOINT_KEY"} {
+	for _, part := range []string{`nats-kv bucket "b"`, "k1", "host/1/ab", "a different checkpoint key"} {
 		if !strings.Contains(err.Error(), part) {
 			t.Errorf("%q lacks %q", err, part)
 		}

@@ -49,17 +49,18 @@ type Config struct {
 	Lease lease.Config
 }
 
-// Validate checks c; errors name the environment variable.
+// Validate checks c. Each problem is a *bridge.FieldError naming the
+// field to fix; several are joined.
 func (c Config) Validate() error {
 	var errs []error
 	if b := c.bucket(); !validName(b, "_-") {
-		errs = append(errs, fmt.Errorf("NATS_KV_BUCKET: %q is not a valid bucket name (letters, digits, '_' and '-')", b))
+		errs = append(errs, bridge.FieldErrorf("Bucket", "%q is not a valid NATS KV bucket name (letters, digits, '_' and '-')", b))
 	}
 	if k := c.Key; !validName(k, "-/_=.") || k[0] == '.' || k[len(k)-1] == '.' || strings.Contains(k, "..") {
-		errs = append(errs, fmt.Errorf("CHECKPOINT_KEY: %q is not a valid NATS KV key (letters, digits, '-', '/', '_', '=', '.')", k))
+		errs = append(errs, bridge.FieldErrorf("Key", "%q is not a valid NATS KV key (letters, digits, '-', '/', '_', '=', '.')", k))
 	}
 	if c.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("natskv: Timeout %v must not be negative", c.Timeout))
+		errs = append(errs, bridge.FieldErrorf("Timeout", "%v must not be negative", c.Timeout))
 	}
 	errs = append(errs, c.Lease.Validate())
 	return errors.Join(errs...)
@@ -235,7 +236,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, bucket string) (jet
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("NATS_KV_BUCKET %q: %w", bucket, err)
+		return nil, fmt.Errorf("nats-kv bucket %q: %w", bucket, err)
 	}
 	return kv, nil
 }

@@ -100,10 +100,10 @@ func TestConfigValidate(t *testing.T) {
 		want string
 	}{
 		{Config{Key: key}, ""},
-		{Config{Key: key, Bucket: "my.bucket"}, "NATS_KV_BUCKET"},
-		{Config{Key: "a b"}, "CHECKPOINT_KEY"},
-		{Config{Key: ".a"}, "CHECKPOINT_KEY"},
-		{Config{Key: ""}, "CHECKPOINT_KEY"},
+		{Config{Key: key, Bucket: "my.bucket"}, "Bucket: "},
+		{Config{Key: "a b"}, "Key: "},
+		{Config{Key: ".a"}, "Key: "},
+		{Config{Key: ""}, "Key: "},
 		{Config{Key: key, Lease: lease.Config{TTL: -time.Second}}, "TTL"},
 	} {
 		err := tt.cfg.Validate()

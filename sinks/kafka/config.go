@@ -14,6 +14,7 @@
 package kafka
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -210,58 +211,28 @@ type Config struct {
 	ClientID string
 }
 
-// withDefaults returns c with every zero field set to its default.
+// withDefaults returns c with every zero field set to its default (a
+// blank string counts as zero).
 func (c Config) withDefaults() Config {
-	setStr := func(p *string, d string) {
-		if strings.TrimSpace(*p) == "" {
-			*p = d
-		}
-	}
-	setStr(&c.Topic, DefaultTopic)
-	setStr(&c.Key, DefaultKey)
-	if strings.TrimSpace(string(c.Acks)) == "" {
-		c.Acks = DefaultAcks
-	}
-	if strings.TrimSpace(string(c.Compression)) == "" {
-		c.Compression = DefaultCompression
-	}
-	setStr(&c.Format, DefaultFormat)
-	setStr(&c.DLQTopic, DefaultDLQTopic)
-	setStr(&c.CheckpointTopic, DefaultCheckpointTopic)
-	setStr(&c.ClientID, DefaultClientID)
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.BatchTimeout == 0 {
-		c.BatchTimeout = DefaultBatchTimeout
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = DefaultBatchBytes
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.RetryBackoffMin == 0 {
-		c.RetryBackoffMin = DefaultRetryBackoffMin
-	}
-	if c.RetryBackoffMax == 0 {
-		c.RetryBackoffMax = DefaultRetryBackoffMax
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.DedupeScanMax == 0 {
-		c.DedupeScanMax = DefaultDedupeScanMax
-	}
-	if c.CheckpointReplicationFactor == 0 {
-		c.CheckpointReplicationFactor = -1
-	}
+	c.Topic = orBlank(c.Topic, DefaultTopic)
+	c.Key = orBlank(c.Key, DefaultKey)
+	c.Acks = orBlank(c.Acks, DefaultAcks)
+	c.Compression = orBlank(c.Compression, DefaultCompression)
+	c.Format = orBlank(c.Format, DefaultFormat)
+	c.DLQTopic = orBlank(c.DLQTopic, DefaultDLQTopic)
+	c.CheckpointTopic = orBlank(c.CheckpointTopic, DefaultCheckpointTopic)
+	c.ClientID = orBlank(c.ClientID, DefaultClientID)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.BatchTimeout = cmp.Or(c.BatchTimeout, DefaultBatchTimeout)
+	c.BatchBytes = cmp.Or(c.BatchBytes, DefaultBatchBytes)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, DefaultMaxInFlight)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, DefaultMaxAttempts)
+	c.RetryBackoffMin = cmp.Or(c.RetryBackoffMin, DefaultRetryBackoffMin)
+	c.RetryBackoffMax = cmp.Or(c.RetryBackoffMax, DefaultRetryBackoffMax)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.DialTimeout = cmp.Or(c.DialTimeout, DefaultDialTimeout)
+	c.DedupeScanMax = cmp.Or(c.DedupeScanMax, DefaultDedupeScanMax)
+	c.CheckpointReplicationFactor = cmp.Or(c.CheckpointReplicationFactor, -1)
 	var brokers []string
 	for _, b := range c.Brokers {
 		for _, p := range strings.Split(b, ",") {
@@ -272,6 +243,14 @@ func (c Config) withDefaults() Config {
 	}
 	c.Brokers = brokers
 	return c
+}
+
+// orBlank is s, or d when s is empty or white space.
+func orBlank[S ~string](s, d S) S {
+	if strings.TrimSpace(string(s)) == "" {
+		return d
+	}
+	return s
 }
 
 // Validate checks c (after defaults). Each problem is a

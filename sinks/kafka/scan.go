@@ -34,15 +34,15 @@ func (c Config) scanLimit() int {
 func (s *Sink) scan(ctx context.Context) error {
 	switch {
 	case s.cfg.DedupeScan < 0:
-		s.log.Info("sink.kafka.dedupe.disabled", "reason", "KAFKA_DEDUPE_SCAN=-1")
+		s.log.Info("sink.kafka.dedupe.disabled", "reason", "turned off by configuration (scan depth -1)")
 		return nil
 	case s.topic.perNotice:
 		s.log.Warn("sink.kafka.dedupe.disabled", "reason",
-			"KAFKA_TOPIC renders a topic per notification ({sequence}, {id}, {identifier.*} or {listener}); duplicates after a crash are possible",
+			"the topic template renders a topic per notification ({sequence}, {id}, {identifier.*} or {listener}); duplicates after a crash are possible",
 			"topic_template", s.cfg.Topic)
 		return nil
 	case s.cfg.EventType == "" && strings.Contains(s.cfg.Topic, "{event_type}"):
-		s.log.Warn("sink.kafka.dedupe.disabled", "reason", "no event type configured to render KAFKA_TOPIC", "topic_template", s.cfg.Topic)
+		s.log.Warn("sink.kafka.dedupe.disabled", "reason", "no event type configured to render the topic template", "topic_template", s.cfg.Topic)
 		return nil
 	}
 	probe := &bridge.Notification{EventType: s.cfg.EventType}
@@ -53,7 +53,7 @@ func (s *Sink) scan(ctx context.Context) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("kafka start-up scan of topic %q (KAFKA_BROKERS=%v): %w", topic, s.cfg.Brokers, err)
+		return fmt.Errorf("kafka start-up scan of topic %q (brokers %v): %w", topic, s.cfg.Brokers, err)
 	}
 	parts := make([]int, 0, nparts)
 	if !s.key.perNotice {
@@ -84,7 +84,7 @@ func (s *Sink) scan(ctx context.Context) error {
 		"depth", depth, "limit", limit, "duration", time.Since(start).String())
 	if !reachedAll && s.cfg.ResumeAfter > 0 {
 		s.log.Warn("sink.kafka.dedupe.incomplete", "topic", topic, "limit", limit, "resume_after", s.cfg.ResumeAfter,
-			"hint", "records older than the scanned ones that the bridge re-publishes are written again (duplicates); raise KAFKA_DEDUPE_SCAN_MAX")
+			"hint", "records older than the scanned ones that the bridge re-publishes are written again (duplicates); raise the scan's record limit (limit)")
 	}
 	return nil
 }

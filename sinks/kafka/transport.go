@@ -13,11 +13,14 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
 // NewTransport builds the kafka-go Transport that the sink and the store
 // share: client id, dial timeout, TLS (KAFKA_TLS*) and SASL
-// (KAFKA_SASL_MECHANISM, KAFKA_USERNAME, KAFKA_PASSWORD/_FILE). Call
+// (KAFKA_SASL_MECHANISM, KAFKA_USERNAME, KAFKA_PASSWORD/_FILE). Errors are
+// *bridge.FieldError naming the fields to fix. Call
 // CloseIdleConnections on it when every user is closed.
 func NewTransport(cfg Config) (*kafkago.Transport, error) {
 	cfg = cfg.withDefaults()
@@ -33,24 +36,6 @@ func NewTransport(cfg Config) (*kafkago.Transport, error) {
 	}, nil
 }
 
-// NewDialer builds a kafka-go Dialer with the same identity, TLS and SASL
-// settings as NewTransport, for code that needs a kafka.Conn or a
-// kafka.Reader.
-func NewDialer(cfg Config) (*kafkago.Dialer, error) {
-	cfg = cfg.withDefaults()
-	tlsCfg, mech, err := cfg.security()
-	if err != nil {
-		return nil, err
-	}
-	return &kafkago.Dialer{
-		ClientID:      cfg.ClientID,
-		Timeout:       cfg.DialTimeout,
-		DualStack:     true,
-		TLS:           tlsCfg,
-		SASLMechanism: mech,
-	}, nil
-}
-
 // brokerAddr is the bootstrap address of cfg.Brokers.
 func brokerAddr(cfg Config) net.Addr { return kafkago.TCP(cfg.Brokers...) }
 
@@ -63,14 +48,14 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 	if c.TLSCAFile != "" {
 		pem, err := os.ReadFile(c.TLSCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("KAFKA_TLS_CA_FILE: %w", err)
+			return nil, bridge.FieldErrorf("TLSCAFile", "%w", err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("KAFKA_TLS_CA_FILE: %s: no PEM certificate found", c.TLSCAFile)
+			return nil, bridge.FieldErrorf("TLSCAFile", "%s: no PEM certificate found", c.TLSCAFile)
 		}
 		cfg.RootCAs = pool
 	}
@@ -78,13 +63,11 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 	case c.TLSCertFile != "" && c.TLSKeyFile != "":
 		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE/KAFKA_TLS_KEY_FILE: %w", err)
+			return nil, &bridge.FieldError{Fields: []string{"TLSCertFile", "TLSKeyFile"}, Err: err}
 		}
 		cfg.Certificates = []tls.Certificate{cert}
-	case c.TLSCertFile != "":
-		return nil, errors.New("KAFKA_TLS_KEY_FILE: required with KAFKA_TLS_CERT_FILE")
-	case c.TLSKeyFile != "":
-		return nil, errors.New("KAFKA_TLS_CERT_FILE: required with KAFKA_TLS_KEY_FILE")
+	case c.TLSCertFile != "", c.TLSKeyFile != "":
+		return nil, &bridge.FieldError{Fields: []string{"TLSCertFile", "TLSKeyFile"}, Err: errors.New("must be set together")}
 	}
 	return cfg, nil
 }
@@ -94,12 +77,12 @@ func (c Config) saslMechanism() (sasl.Mechanism, error) {
 	mech := strings.ToUpper(strings.TrimSpace(c.SASLMechanism))
 	if mech == "" {
 		if c.Username != "" {
-			return nil, errors.New("KAFKA_SASL_MECHANISM: required with KAFKA_USERNAME (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+			return nil, &bridge.FieldError{Fields: []string{"SASLMechanism", "Username"}, Err: errors.New("a mechanism is required with a user name (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")}
 		}
 		return nil, nil
 	}
 	if c.Username == "" {
-		return nil, fmt.Errorf("KAFKA_USERNAME: required with KAFKA_SASL_MECHANISM=%s", mech)
+		return nil, &bridge.FieldError{Fields: []string{"Username", "SASLMechanism"}, Err: fmt.Errorf("a user name is required with mechanism %s", mech)}
 	}
 	pass, err := c.password()
 	if err != nil {
@@ -115,15 +98,14 @@ func (c Config) saslMechanism() (sasl.Mechanism, error) {
 		}
 		m, err := scram.Mechanism(algo, c.Username, pass)
 		if err != nil {
-			return nil, fmt.Errorf("KAFKA_USERNAME/KAFKA_PASSWORD: %w", err)
+			return nil, &bridge.FieldError{Fields: []string{"Username", "Password"}, Err: err}
 		}
 		return m, nil
 	}
-	return nil, fmt.Errorf("KAFKA_SASL_MECHANISM: unknown mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", c.SASLMechanism)
+	return nil, bridge.FieldErrorf("SASLMechanism", "unknown mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", c.SASLMechanism)
 }
 
-// security is the TLS configuration and SASL mechanism of cfg, shared by
-// NewTransport and NewDialer.
+// security is the TLS configuration and SASL mechanism of cfg.
 func (c Config) security() (*tls.Config, sasl.Mechanism, error) {
 	tlsCfg, err := c.tlsConfig()
 	if err != nil {

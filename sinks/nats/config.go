@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -143,9 +144,7 @@ func (c ConnConfig) withDefaults() ConnConfig {
 	if strings.TrimSpace(c.URL) == "" {
 		c.URL = DefaultURL
 	}
-	if c.Name == "" {
-		c.Name = "aviso-bridge"
-	}
+	c.Name = cmp.Or(c.Name, "aviso-bridge")
 	if c.ReconnectWait <= 0 {
 		c.ReconnectWait = time.Second
 	}
@@ -154,30 +153,14 @@ func (c ConnConfig) withDefaults() ConnConfig {
 
 func (c Config) withDefaults() Config {
 	c.ConnConfig = c.ConnConfig.withDefaults()
-	if c.Format == "" {
-		c.Format = FormatBinary
-	}
-	if c.Subject == "" {
-		c.Subject = DefaultSubject
-	}
-	if c.DLQSubject == "" {
-		c.DLQSubject = DefaultDLQSubject
-	}
-	if c.MaxPending == 0 {
-		c.MaxPending = DefaultMaxPending
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.PublishTimeout == 0 {
-		c.PublishTimeout = DefaultPublishTimeout
-	}
-	if c.CheckpointInterval == 0 {
-		c.CheckpointInterval = DefaultCheckpointInterval
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
+	c.Format = cmp.Or(c.Format, FormatBinary)
+	c.Subject = cmp.Or(c.Subject, DefaultSubject)
+	c.DLQSubject = cmp.Or(c.DLQSubject, DefaultDLQSubject)
+	c.MaxPending = cmp.Or(c.MaxPending, DefaultMaxPending)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, DefaultMaxInFlight)
+	c.PublishTimeout = cmp.Or(c.PublishTimeout, DefaultPublishTimeout)
+	c.CheckpointInterval = cmp.Or(c.CheckpointInterval, DefaultCheckpointInterval)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	return c
 }
 

@@ -1,12 +1,15 @@
 package nats
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -68,17 +71,20 @@ func TestAuthOptionsFiles(t *testing.T) {
 		cfg  ConnConfig
 		want string
 	}{
-		{"token file", ConnConfig{TokenFile: missing}, "NATS_TOKEN_FILE"},
-		{"password file", ConnConfig{User: "u", PasswordFile: missing}, "NATS_PASSWORD_FILE"},
-		{"creds file", ConnConfig{CredsFile: missing}, "NATS_CREDS_FILE"},
-		{"nkey seed", ConnConfig{NKeySeedFile: missing}, "NATS_NKEY_SEED_FILE"},
-		{"ca file", ConnConfig{TLSCAFile: missing}, "NATS_TLS_CA_FILE"},
-		{"cert file", ConnConfig{TLSCertFile: missing, TLSKeyFile: missing}, "NATS_TLS_CERT_FILE"},
+		{"token file", ConnConfig{TokenFile: missing}, "TokenFile"},
+		{"password file", ConnConfig{User: "u", PasswordFile: missing}, "PasswordFile"},
+		{"creds file", ConnConfig{CredsFile: missing}, "CredsFile"},
+		{"nkey seed", ConnConfig{NKeySeedFile: missing}, "NKeySeedFile"},
+		{"ca file", ConnConfig{TLSCAFile: missing}, "TLSCAFile"},
+		{"cert file", ConnConfig{TLSCertFile: missing, TLSKeyFile: missing}, "TLSCertFile"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := tt.cfg.AuthOptions()
-			mustContain(t, err, tt.want)
+			var fe *bridge.FieldError
+			if !errors.As(err, &fe) || fe.Fields[0] != tt.want {
+				t.Fatalf("AuthOptions: %v, want a field error naming %s", err, tt.want)
+			}
 		})
 	}
 }

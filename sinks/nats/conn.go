@@ -10,13 +10,16 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
+
+	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
 // AuthOptions returns the nats.go options for the authentication and TLS
 // settings of c (NATS_CREDS_FILE, NATS_NKEY_SEED_FILE, NATS_TOKEN(_FILE),
 // NATS_USER, NATS_PASSWORD(_FILE), NATS_TLS_*). Files named by a setting
 // are checked now; token and password files are read again at every
-// (re)connect so that rotated secrets work. Errors name the variable.
+// (re)connect so that rotated secrets work. Errors are *bridge.FieldError
+// naming the field to fix.
 func (c ConnConfig) AuthOptions() ([]natsgo.Option, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -25,13 +28,13 @@ func (c ConnConfig) AuthOptions() ([]natsgo.Option, error) {
 	switch {
 	case c.CredsFile != "":
 		if _, err := os.Stat(c.CredsFile); err != nil {
-			return nil, fmt.Errorf("NATS_CREDS_FILE: %w", err)
+			return nil, bridge.FieldErrorf("CredsFile", "%w", err)
 		}
 		opts = append(opts, natsgo.UserCredentials(c.CredsFile))
 	case c.NKeySeedFile != "":
 		o, err := natsgo.NkeyOptionFromSeed(c.NKeySeedFile)
 		if err != nil {
-			return nil, fmt.Errorf("NATS_NKEY_SEED_FILE %s: %w", c.NKeySeedFile, err)
+			return nil, bridge.FieldErrorf("NKeySeedFile", "%s: %w", c.NKeySeedFile, err)
 		}
 		opts = append(opts, o)
 	case c.Token != "":
@@ -39,7 +42,7 @@ func (c ConnConfig) AuthOptions() ([]natsgo.Option, error) {
 	case c.TokenFile != "":
 		file := c.TokenFile
 		if _, err := readSecretFile(file); err != nil {
-			return nil, fmt.Errorf("NATS_TOKEN_FILE: %w", err)
+			return nil, bridge.FieldErrorf("TokenFile", "%w", err)
 		}
 		opts = append(opts, natsgo.TokenHandler(func() string {
 			tok, err := readSecretFile(file)
@@ -53,7 +56,7 @@ func (c ConnConfig) AuthOptions() ([]natsgo.Option, error) {
 	case c.User != "" && c.PasswordFile != "":
 		user, file := c.User, c.PasswordFile
 		if _, err := readSecretFile(file); err != nil {
-			return nil, fmt.Errorf("NATS_PASSWORD_FILE: %w", err)
+			return nil, bridge.FieldErrorf("PasswordFile", "%w", err)
 		}
 		opts = append(opts, natsgo.UserInfoHandler(func() (string, string) {
 			pw, _ := readSecretFile(file)
@@ -65,14 +68,14 @@ func (c ConnConfig) AuthOptions() ([]natsgo.Option, error) {
 	if c.TLSCAFile != "" {
 		o := natsgo.RootCAs(c.TLSCAFile)
 		if err := o(&natsgo.Options{}); err != nil {
-			return nil, fmt.Errorf("NATS_TLS_CA_FILE: %w", err)
+			return nil, bridge.FieldErrorf("TLSCAFile", "%w", err)
 		}
 		opts = append(opts, o)
 	}
 	if c.TLSCertFile != "" {
 		o := natsgo.ClientCert(c.TLSCertFile, c.TLSKeyFile)
 		if err := o(&natsgo.Options{}); err != nil {
-			return nil, fmt.Errorf("NATS_TLS_CERT_FILE/NATS_TLS_KEY_FILE: %w", err)
+			return nil, &bridge.FieldError{Fields: []string{"TLSCertFile", "TLSKeyFile"}, Err: err}
 		}
 		opts = append(opts, o)
 	}
@@ -171,7 +174,7 @@ func Connect(ctx context.Context, c ConnConfig, o ConnectOptions) (*natsgo.Conn,
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, startError(fmt.Errorf("NATS_URL %s: connect: %w", RedactURLs(urls), r.err))
+			return nil, startError(bridge.FieldErrorf("URL", "%s: connect: %w", RedactURLs(urls), r.err))
 		}
 		log.Info(ev+".connected", "url", r.nc.ConnectedUrlRedacted(), "server_id", r.nc.ConnectedServerId())
 		return r.nc, nil
@@ -181,7 +184,7 @@ func Connect(ctx context.Context, c ConnConfig, o ConnectOptions) (*natsgo.Conn,
 				r.nc.Close()
 			}
 		}()
-		return nil, startError(fmt.Errorf("NATS_URL %s: connect: %w", RedactURLs(urls), ctx.Err()))
+		return nil, startError(bridge.FieldErrorf("URL", "%s: connect: %w", RedactURLs(urls), ctx.Err()))
 	}
 }
 

@@ -190,10 +190,10 @@ func (s *CoreSink) flushBatch() {
 func (s *CoreSink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
 	m := s.enc.deadLetter(dl)
 	if err := checkPublishSubject(m.Subject); err != nil {
-		return bridge.Permanent(fmt.Errorf("dead letter: subject %q (BRIDGE_DLQ_SUBJECT %q): %w", m.Subject, s.enc.dlq, err))
+		return bridge.Permanent(fmt.Errorf("dead letter: subject %q (dead-letter subject template %q): %w", m.Subject, s.enc.dlq, err))
 	}
 	fail := func(err error, permanent bool) error {
-		return classified(fmt.Errorf("dead letter (%s) to subject %q (BRIDGE_DLQ_SUBJECT): %w", dl.Kind, m.Subject, err), permanent)
+		return classified(fmt.Errorf("dead letter (%s) to subject %q: %w", dl.Kind, m.Subject, err), permanent)
 	}
 	if tooLargeForConn(s.nc, m) {
 		omitDeadLetterBody(s.log, m, fmt.Sprintf("%d bytes exceed the server's max_payload (%d)", payloadSize(m), s.nc.MaxPayload()))

@@ -177,7 +177,7 @@ func omitDeadLetterBody(log *slog.Logger, m *natsgo.Msg, cause string) {
 func (e *encoder) publishSubject(n *bridge.Notification) (string, error) {
 	subj := e.subject.Render(n)
 	if err := checkPublishSubject(subj); err != nil {
-		return "", bridge.Permanent(fmt.Errorf("publish %s: subject %q (NATS_SUBJECT %q): %w", n.ID, subj, e.subject, err))
+		return "", bridge.Permanent(fmt.Errorf("publish %s: subject %q (subject template %q): %w", n.ID, subj, e.subject, err))
 	}
 	return subj, nil
 }

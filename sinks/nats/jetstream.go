@@ -164,12 +164,12 @@ func (s *JetStreamSink) setupStream(ctx context.Context) error {
 	want := c.DuplicateWindow()
 	if c.Stream == "" {
 		if _, err := s.js.AccountInfo(ctx); err != nil {
-			return fmt.Errorf("jetstream at NATS_URL %s: %w", RedactURLs(c.URL), err)
+			return bridge.FieldErrorf("URL", "%s: jetstream: %w", RedactURLs(c.URL), err)
 		}
 		name, err := s.js.StreamNameBySubject(ctx, c.subject.Wildcard())
 		if err != nil {
 			s.log.Warn("sink.nats.no_stream", "subject", c.subject.Wildcard(), "error", err.Error(),
-				"hint", "no JetStream stream covers NATS_SUBJECT; publishes will be rejected")
+				"hint", "no JetStream stream covers the subject; publishes will be rejected")
 			return nil
 		}
 		s.log.Info("sink.nats.stream", "stream", name, "subject", c.subject.Wildcard())
@@ -194,15 +194,15 @@ func (s *JetStreamSink) setupStream(ctx context.Context) error {
 			return s.overlapError(ctx, cfg.Subjects, err)
 		}
 		if err != nil {
-			return fmt.Errorf("NATS_STREAM %q: create with subjects %q (NATS_STREAM_SUBJECTS): %w", c.Stream, cfg.Subjects, err)
+			return &bridge.FieldError{Fields: []string{"Stream", "StreamSubjects"}, Err: fmt.Errorf("stream %q: create with subjects %q: %w", c.Stream, cfg.Subjects, err)}
 		}
 		s.log.Info("sink.nats.stream_created", "stream", c.Stream, "subjects", cfg.Subjects, "duplicates", want.String())
 		return nil
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return fmt.Errorf("NATS_STREAM %q: stream not found (create it, or set NATS_STREAM_CREATE=true): %w", c.Stream, err)
+		return &bridge.FieldError{Fields: []string{"Stream", "StreamCreate"}, Err: fmt.Errorf("stream %q not found (create it, or let the bridge create it): %w", c.Stream, err)}
 	}
 	if err != nil {
-		return fmt.Errorf("NATS_STREAM %q: %w", c.Stream, err)
+		return bridge.FieldErrorf("Stream", "stream %q: %w", c.Stream, err)
 	}
 	info := st.CachedInfo()
 	if info.Config.Duplicates < want {
@@ -265,14 +265,14 @@ func (s *JetStreamSink) overlapError(ctx context.Context, subjects []string, err
 	if len(held) > 0 {
 		where = strings.Join(held, ", ")
 	}
-	dlq := "BRIDGE_DLQ_SUBJECT is not included (dead letters are off)"
+	dlq := "the dead-letter subject is not included: dead letters are off"
 	if c.DeadLetters && len(c.StreamSubjects) == 0 {
-		dlq = fmt.Sprintf("BRIDGE_DLQ_SUBJECT %q is included because BRIDGE_ON_REJECT=dlq", c.DLQSubject)
+		dlq = fmt.Sprintf("the dead-letter subject %q is included: dead letters are on", c.DLQSubject)
 	}
-	return fmt.Errorf("NATS_STREAM %q: create with subjects %q: subjects overlap: %s; "+
-		"set NATS_STREAM_SUBJECTS (default: NATS_SUBJECT %q with placeholders as '*') and BRIDGE_DLQ_SUBJECT "+
-		"to subjects no other stream captures, or set NATS_STREAM to the stream that captures them (%s): %w",
-		c.Stream, subjects, where, c.Subject, dlq, err)
+	return &bridge.FieldError{Fields: []string{"StreamSubjects", "DLQSubject", "Stream"}, Err: fmt.Errorf(
+		"stream %q: create with subjects %q: subjects overlap: %s; choose stream subjects (default: the subject template %q "+
+			"with placeholders as '*') and a dead-letter subject that no other stream captures, or use the stream that captures them (%s): %w",
+		c.Stream, subjects, where, c.Subject, dlq, err)}
 }
 
 func anyCovers(patterns []string, subj string) bool {
@@ -392,7 +392,7 @@ func (s *JetStreamSink) acquire(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
-		return fmt.Errorf("nats: %d publishes (NATS_MAX_PENDING) awaiting acks for %v: %w",
+		return fmt.Errorf("nats: %d publishes (the most pending) awaiting acks for %v: %w",
 			s.cfg.MaxPending, s.cfg.PublishTimeout, jetstream.ErrTooManyStalledMsgs)
 	}
 }
@@ -487,7 +487,7 @@ func (s *JetStreamSink) classify(err error, subj, id string) error {
 	}
 	where := fmt.Sprintf("subject %q", subj)
 	if s.cfg.Stream != "" {
-		where += fmt.Sprintf(" (NATS_STREAM %q)", s.cfg.Stream)
+		where += fmt.Sprintf(" (stream %q)", s.cfg.Stream)
 	}
 	return classified(fmt.Errorf("jetstream publish %s to %s: %w", id, where, err), permanent)
 }
@@ -530,7 +530,7 @@ func (c *noStreamCache) check(js jetstream.JetStream, subj string, timeout time.
 func (s *JetStreamSink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) error {
 	m := s.enc.deadLetter(dl)
 	if err := checkPublishSubject(m.Subject); err != nil {
-		return bridge.Permanent(fmt.Errorf("dead letter: subject %q (BRIDGE_DLQ_SUBJECT %q): %w", m.Subject, s.enc.dlq, err))
+		return bridge.Permanent(fmt.Errorf("dead letter: subject %q (dead-letter subject template %q): %w", m.Subject, s.enc.dlq, err))
 	}
 	ctx, cancel := deadline(ctx, s.cfg.PublishTimeout)
 	defer cancel()
@@ -549,7 +549,7 @@ func (s *JetStreamSink) DeadLetter(ctx context.Context, dl bridge.DeadLetter) er
 				err, permanent = fmt.Errorf("%w: %w", err, lookup), true
 			}
 		}
-		return classified(fmt.Errorf("dead letter (%s) to subject %q (BRIDGE_DLQ_SUBJECT): %w", dl.Kind, m.Subject, err), permanent)
+		return classified(fmt.Errorf("dead letter (%s) to subject %q: %w", dl.Kind, m.Subject, err), permanent)
 	}
 	return nil
 }

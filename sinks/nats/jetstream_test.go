@@ -164,7 +164,7 @@ func TestJetStreamPermanentErrors(t *testing.T) {
 		{"no stream", Config{Subject: "nowhere.{event_type}"}, small[0], false,
 			[]string{`"nowhere.mars"`, "no response from stream", "no JetStream stream captures the subject"}},
 		{"wrong expected stream", Config{Stream: "OTHER"}, small[0], false,
-			[]string{`"aviso.mars"`, `NATS_STREAM "OTHER"`, "expected stream does not match"}},
+			[]string{`"aviso.mars"`, `stream "OTHER"`, "expected stream does not match"}},
 		{"over server max payload", Config{}, big[0], true,
 			[]string{`"aviso.mars"`, "maximum payload exceeded"}},
 		{"over stream max message size", Config{Subject: "small.{event_type}"}, medium[0], false,
@@ -379,7 +379,7 @@ func TestJetStreamStreamSetup(t *testing.T) {
 	})
 	t.Run("missing stream", func(t *testing.T) {
 		_, err := NewJetStreamSink(testCtx(t, 10*time.Second), Config{ConnConfig: ConnConfig{URL: srv.URL}, Stream: "MISSING"}, Options{})
-		mustContain(t, err, "NATS_STREAM", "MISSING", "not found")
+		mustContain(t, err, "Stream and StreamCreate: ", `stream "MISSING" not found`)
 	})
 }
 
@@ -434,14 +434,14 @@ func TestJetStreamTwoBridgesCreateStreams(t *testing.T) {
 	}
 	_, err := NewJetStreamSink(testCtx(t, 10*time.Second), Config{ConnConfig: ConnConfig{URL: srv.URL},
 		Stream: "DLQ2", StreamCreate: true, Subject: "d2.{event_type}", DeadLetters: true}, Options{})
-	mustContain(t, err, `NATS_STREAM "DLQ2"`, "overlap", "NATS_STREAM_SUBJECTS", "BRIDGE_DLQ_SUBJECT",
+	mustContain(t, err, "StreamSubjects and DLQSubject and Stream: ", `stream "DLQ2"`, "overlap", `dead-letter subject "aviso.dlq" is included`,
 		`"aviso.dlq" is captured by stream "DLQ1"`)
 	if strings.Contains(err.Error(), `"d2.*" is captured`) {
 		t.Errorf("error blames a subject no stream holds: %v", err)
 	}
 	_, err = NewJetStreamSink(testCtx(t, 10*time.Second), Config{ConnConfig: ConnConfig{URL: srv.URL},
 		Stream: "MARS2", StreamCreate: true, Subject: "mars.{event_type}"}, Options{})
-	mustContain(t, err, "NATS_STREAM_SUBJECTS", "BRIDGE_DLQ_SUBJECT", `"mars.*" is captured by stream "MARS"`)
+	mustContain(t, err, "StreamSubjects and DLQSubject and Stream: ", "dead letters are off", `"mars.*" is captured by stream "MARS"`)
 }
 
 func TestJetStreamDeadLetter(t *testing.T) {

@@ -3,7 +3,6 @@ package nats
 import (
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"syscall"
@@ -24,12 +23,12 @@ func TestStartError(t *testing.T) {
 		err       error
 		retryable bool
 	}{
-		{"no servers", fmt.Errorf("NATS_URL nats://x: connect: %w", natsgo.ErrNoServers), true},
+		{"no servers", bridge.FieldErrorf("URL", "nats://x: connect: %w", natsgo.ErrNoServers), true},
 		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
 		{"timeout", natsgo.ErrTimeout, true},
-		{"no responders", fmt.Errorf("jetstream at NATS_URL x: %w", jetstream.ErrNoStreamResponse), true},
+		{"no responders", bridge.FieldErrorf("URL", "x: jetstream: %w", jetstream.ErrNoStreamResponse), true},
 		{"authorization", natsgo.ErrAuthorization, false},
-		{"stream not found", fmt.Errorf("NATS_STREAM %q: %w", "S", jetstream.ErrStreamNotFound), false},
+		{"stream not found", bridge.FieldErrorf("Stream", "stream %q: %w", "S", jetstream.ErrStreamNotFound), false},
 		{"certificate", &net.OpError{Op: "remote error", Err: x509.UnknownAuthorityError{}}, false},
 		{"permanent", bridge.Permanent(natsgo.ErrTimeout), false},
 	} {
@@ -73,8 +72,8 @@ func TestNewStartErrors(t *testing.T) {
 				if bridge.IsRetryable(err) != tt.retryable {
 					t.Fatalf("IsRetryable(%v) = %v, want %v", err, !tt.retryable, tt.retryable)
 				}
-				if !strings.HasPrefix(err.Error(), "NATS_URL ") {
-					t.Fatalf("error %q does not start with NATS_URL", err)
+				if !strings.HasPrefix(err.Error(), "URL: ") {
+					t.Fatalf("error %q does not name the URL field", err)
 				}
 			})
 		}
