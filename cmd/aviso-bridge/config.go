@@ -92,7 +92,7 @@ type NATSConfig struct {
 	TLSCAFile      string        `env:"TLS_CA_FILE"`
 	TLSCertFile    string        `env:"TLS_CERT_FILE"`
 	TLSKeyFile     string        `env:"TLS_KEY_FILE" secretfile:"true"`
-	KVBucket       string        `env:"KV_BUCKET, default=aviso_bridge"`
+	KVBucket       string        `env:"KV_BUCKET, default=aviso_bridge" lib:"store.Bucket"`
 }
 
 // KafkaConfig is the kafka sink and the kafka store.
@@ -113,7 +113,7 @@ type KafkaConfig struct {
 	TLSCertFile     string        `env:"TLS_CERT_FILE"`
 	TLSKeyFile      string        `env:"TLS_KEY_FILE" secretfile:"true"`
 	CheckpointTopic string        `env:"CHECKPOINT_TOPIC, default=aviso-bridge-checkpoints"`
-	WriteTimeout    time.Duration `env:"WRITE_TIMEOUT, default=10s"`
+	WriteTimeout    time.Duration `env:"WRITE_TIMEOUT, default=10s" lib:"store.Timeout"`
 	BatchBytes      ByteSize      `env:"BATCH_BYTES, default=1MiB"`
 	MaxAttempts     int           `env:"MAX_ATTEMPTS, default=3"`
 	DedupeScan      int           `env:"DEDUPE_SCAN, default=0"`
@@ -125,8 +125,8 @@ type KafkaConfig struct {
 type CheckpointConfig struct {
 	Store    storeKind     `env:"STORE, default=file"`
 	File     string        `env:"FILE, default=data/checkpoint.json"`
-	Key      string        `env:"KEY"`
-	Interval time.Duration `env:"INTERVAL, default=1s" lib:"nats.CheckpointInterval"`
+	Key      string        `env:"KEY" lib:"store.Key"`
+	Interval time.Duration `env:"INTERVAL, default=1s" lib:"nats.CheckpointInterval bridge.CheckpointInterval"`
 	// LeaseTTL is the lease of the nats-kv and kafka stores (checked by
 	// validateStore).
 	LeaseTTL time.Duration `env:"LEASE_TTL, default=6s"`
@@ -134,12 +134,12 @@ type CheckpointConfig struct {
 
 // BridgeConfig is the pipeline and the process.
 type BridgeConfig struct {
-	MaxInFlight      int           `env:"MAX_IN_FLIGHT, default=256" lib:"nats.MaxInFlight kafka.MaxInFlight"`
-	MaxInFlightBytes ByteSize      `env:"MAX_IN_FLIGHT_BYTES, default=64MiB"`
-	OnReject         rejectPolicy  `env:"ON_REJECT, default=fail"`
+	MaxInFlight      int           `env:"MAX_IN_FLIGHT, default=256" lib:"nats.MaxInFlight kafka.MaxInFlight bridge.MaxInFlight"`
+	MaxInFlightBytes ByteSize      `env:"MAX_IN_FLIGHT_BYTES, default=64MiB" lib:"bridge.MaxInFlightBytes"`
+	OnReject         rejectPolicy  `env:"ON_REJECT, default=fail" lib:"bridge.OnReject"`
 	DLQSubject       string        `env:"DLQ_SUBJECT, default=aviso.dlq" lib:"nats.DLQSubject"`
 	DLQTopic         string        `env:"DLQ_TOPIC, default=aviso-dlq" lib:"kafka.DLQTopic"`
-	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s" lib:"nats.ShutdownTimeout"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s" lib:"nats.ShutdownTimeout bridge.ShutdownTimeout"`
 	HTTPAddr         string        `env:"HTTP_ADDR, default=:8080"`
 	ReadyStall       time.Duration `env:"READY_STALL, default=2m"`
 	// Standby: listeners whose lease another live bridge holds wait, and

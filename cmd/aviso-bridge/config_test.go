@@ -138,6 +138,7 @@ func TestValidationNamesTheVariable(t *testing.T) {
 		{minimal(map[string]string{"SINK": "kafka", "KAFKA_BROKERS": "k:9092", "KAFKA_BATCH_TIMEOUT": "fast"}), "KAFKA_BATCH_TIMEOUT"},
 		{minimal(map[string]string{"CHECKPOINT_STORE": "redis"}), "CHECKPOINT_STORE"},
 		{minimal(map[string]string{"CHECKPOINT_KEY": "abc"}), "CHECKPOINT_KEY"},
+		{minimal(map[string]string{"SINK": "jetstream", "CHECKPOINT_STORE": "nats-kv", "NATS_KV_BUCKET": "a.b"}), "NATS_KV_BUCKET: "},
 		{minimal(map[string]string{"CHECKPOINT_INTERVAL": "0s"}), "CHECKPOINT_INTERVAL"},
 		{minimal(map[string]string{"BRIDGE_MAX_IN_FLIGHT": "0"}), "BRIDGE_MAX_IN_FLIGHT"},
 		{minimal(map[string]string{"BRIDGE_ON_REJECT": "ignore"}), "BRIDGE_ON_REJECT"},

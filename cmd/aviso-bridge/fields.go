@@ -13,11 +13,15 @@ import (
 // fills those structs from its own Config, so it maps each library field
 // back to the variables it came from.
 
-// Library names in the lib tags of Config.
+// Library names in the lib tags of Config: libStore is the remote
+// checkpoint stores (checkpoint/natskv and checkpoint/kafkatopic, whose
+// fields do not collide), libBridge the pipeline (bridge.PipelineConfig).
 const (
 	libNATS       = "nats"
 	libKafka      = "kafka"
 	libSupervisor = "supervisor"
+	libStore      = "store"
+	libBridge     = "bridge"
 )
 
 // libraryFields maps, for each library, a Go field of its configuration to

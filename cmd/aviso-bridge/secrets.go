@@ -148,7 +148,7 @@ func (c *Config) validateComponents() error {
 		add(libraryError(libNATS, natsConn(c).Validate()))
 	}
 	if key != "" {
-		add(validateStore(c, key))
+		add(libraryError(libStore, validateStore(c, key)))
 	}
 	if c.usesKafka() {
 		_, err := kafkaConfig(c)
