@@ -119,3 +119,14 @@ func TestSupervisorErrorsNameVariables(t *testing.T) {
 		}
 	}
 }
+
+// The pipeline's own stop (a rejection under BRIDGE_ON_REJECT=fail) names
+// the variable in the exit message, and stays a *bridge.RejectedError.
+func TestOutcomeNamesPipelineFields(t *testing.T) {
+	rej := &bridge.RejectedError{ID: "mars@2", Sequence: 2, Err: errors.New("too large")}
+	err := outcome(errPipelineReturned, bridge.FieldErrorf("OnReject", "fail: %w", rej), nil, false)
+	var got *bridge.RejectedError
+	if err == nil || !strings.HasPrefix(err.Error(), "BRIDGE_ON_REJECT: fail: ") || !errors.As(err, &got) {
+		t.Fatalf("outcome: %v, want BRIDGE_ON_REJECT named and the RejectedError kept", err)
+	}
+}

@@ -399,7 +399,7 @@ func (w *wiring) build(u *unit, sink bridge.Sink, store bridge.Store, loaded *br
 		Metrics:            u.metrics,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, libraryError(libBridge, err)
 	}
 	sup, err := supervisor.New(supervisor.Config{
 		Client:      w.client,
@@ -478,7 +478,7 @@ func outcome(first, perr, serr error, signalled bool) error {
 		serr = nil
 	}
 	if perr != nil && !errors.Is(perr, context.Canceled) && (serr == nil || errors.Is(serr, bridge.ErrStopped)) {
-		return perr
+		return libraryError(libBridge, perr)
 	}
 	if serr != nil {
 		return asConfigError(serr)
@@ -610,7 +610,8 @@ func openSink(ctx context.Context, cfg *Config, u *unit, out io.Writer, resumeAf
 			return nil, err
 		}
 		return retryStart(ctx, u.log, "NATS sink", func() (bridge.Sink, error) {
-			return natssink.New(ctx, nc, natssink.Options{Logger: u.log, Conn: conn})
+			s, err := natssink.New(ctx, nc, natssink.Options{Logger: u.log, Conn: conn})
+			return s, libraryError(libNATS, err)
 		})
 	case sinkKafka:
 		kc, err := kafkaConfig(cfg)
@@ -623,7 +624,11 @@ func openSink(ctx context.Context, cfg *Config, u *unit, out io.Writer, resumeAf
 			return nil, err
 		}
 		return retryStart(ctx, u.log, "Kafka sink", func() (bridge.Sink, error) {
-			return kafkasink.NewSink(ctx, kc, kafkasink.Options{Logger: u.log, Metrics: u.metrics, Transport: kt})
+			s, err := kafkasink.NewSink(ctx, kc, kafkasink.Options{Logger: u.log, Metrics: u.metrics, Transport: kt})
+			if err != nil {
+				return nil, libraryError(libKafka, err)
+			}
+			return s, nil
 		})
 	}
 	return nil, &ConfigError{Err: fmt.Errorf("SINK: %q is not supported", cfg.Sink)}
