@@ -88,7 +88,7 @@ func (w *wiring) runFleet(ctx context.Context) error {
 	for _, u := range w.units {
 		u.setState(bridge.ListenerStandby, "")
 	}
-	admin, err := openAdmin(ctx, w.cfg, w.log, w.cl)
+	admin, err := openAdmin(ctx, w.cfg, w.cl.leaseConfig(lease.Probe), w.log, w.cl)
 	if err != nil {
 		return w.processStartFailed(ctx, err)
 	}

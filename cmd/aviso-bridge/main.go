@@ -54,9 +54,11 @@ Usage:
                            (flags: --count N, --rate N per second; see 'aviso-bridge demo -h')
   aviso-bridge healthcheck exit 0 when GET /readyz on BRIDGE_HTTP_ADDR answers 200, else 1
   aviso-bridge config      print the effective configuration (secrets redacted) and exit
+  aviso-bridge checkpoint list | get NAME | set NAME SEQ | delete NAME [--force]
+                           read and change stored positions per listener in the configured store
   aviso-bridge version     print version, commit and Go version
 
-Required: AVISO_URL, AVISO_EVENT_TYPE. Every variable is listed in the README.
+Required: AVISO_URL, and AVISO_EVENT_TYPE or AVISO_LISTENERS_FILE. Every variable is listed in the README.
 Exit codes: 0 stopped by a signal after draining (or a replay finished), 1 runtime failure, 2 configuration error.
 `
 
@@ -77,6 +79,8 @@ func realMain(args []string, stdout, stderr io.Writer, env envconfig.Lookuper) i
 		return cmdRun(ctx, hard.c, env, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
+	case "checkpoint":
+		return cmdCheckpoint(ctx, args, env, stdout, stderr)
 	case "healthcheck":
 		addr, ok := env.Lookup("BRIDGE_HTTP_ADDR")
 		if !ok {

@@ -34,11 +34,22 @@ type clients struct {
 }
 
 func newClients(cfg *Config, log *slog.Logger) *clients {
-	owner := cfg.Bridge.InstanceID
+	owner := fleetOwner(cfg)
 	if owner == "" {
 		owner = lease.OwnerID()
 	}
 	return &clients{cfg: cfg, log: log, owner: owner}
+}
+
+// fleetOwner is the owner id of this process's leases in a fleet:
+// BRIDGE_INSTANCE_ID with BRIDGE_STANDBY, so that the coordinator reports
+// holders by instance id; "" otherwise, where a lease names the process
+// (host/pid/random, the file store's lock "pid N") as it always did.
+func fleetOwner(cfg *Config) string {
+	if cfg.Bridge.Standby {
+		return cfg.Bridge.InstanceID
+	}
+	return ""
 }
 
 // nats returns the NATS connection, connecting (and waiting for a server
@@ -111,10 +122,8 @@ func (c *clients) close() {
 }
 
 // leaseConfig is the lease of every store: CHECKPOINT_LEASE_TTL, the
-// acquisition mode, and one owner id (BRIDGE_INSTANCE_ID) for every
-// attempt, so that a retried open whose claim was written but not
-// answered takes the key at once, and a fleet's coordinator reports the
-// holders by instance id.
+// acquisition mode, and one owner id for every attempt, so that a retried
+// open whose claim was written but not answered takes the key at once.
 func (c *clients) leaseConfig(mode lease.Mode) lease.Config {
 	return lease.Config{TTL: c.cfg.Checkpoint.LeaseTTL, Owner: c.owner, Mode: mode}
 }
@@ -176,11 +185,11 @@ func openStore(ctx context.Context, cfg *Config, key string, mode lease.Mode, lo
 	return nil, &ConfigError{Err: fmt.Errorf("CHECKPOINT_STORE: %q is not supported", cfg.Checkpoint.Store)}
 }
 
-// openFileStore opens key in CHECKPOINT_FILE, its lock naming
-// BRIDGE_INSTANCE_ID: at once (held: an error), or, in lease.Standby,
-// waiting for the key's lock.
+// openFileStore opens key in CHECKPOINT_FILE (its lock naming the fleet
+// owner): at once (held: an error), or, in lease.Standby, waiting for the
+// key's lock.
 func openFileStore(ctx context.Context, cfg *Config, key string, mode lease.Mode) (bridge.Store, error) {
-	s, err := checkpoint.OpenFileLease(ctx, cfg.Checkpoint.File, key, lease.Config{Owner: cfg.Bridge.InstanceID, Mode: mode})
+	s, err := checkpoint.OpenFileLease(ctx, cfg.Checkpoint.File, key, lease.Config{Owner: fleetOwner(cfg), Mode: mode})
 	if err != nil {
 		return nil, nameSetting("CHECKPOINT_FILE", err)
 	}
@@ -195,9 +204,9 @@ type storeAdmin interface {
 }
 
 // openAdmin opens the configured store as a whole, on the shared
-// connections of cl; CHECKPOINT_STORE=none has none.
-func openAdmin(ctx context.Context, cfg *Config, log *slog.Logger, cl *clients) (storeAdmin, error) {
-	lc := cl.leaseConfig(lease.Probe)
+// connections of cl; lc is the admin's lease (TTL and owner) when it takes
+// a key to change it. CHECKPOINT_STORE=none has none.
+func openAdmin(ctx context.Context, cfg *Config, lc lease.Config, log *slog.Logger, cl *clients) (storeAdmin, error) {
 	switch cfg.Checkpoint.Store {
 	case storeFile:
 		a, err := checkpoint.OpenFileAdmin(cfg.Checkpoint.File)
