@@ -342,9 +342,9 @@ func (f *fleetRun) apply(ctx context.Context, v fleetView, plan fleet.Plan) {
 				r.cancel()
 				continue
 			}
-			u.setState(bridge.ListenerStandby, holder)
+			u.standby(holder)
 		default:
-			u.setState(bridge.ListenerStandby, holder)
+			u.standby(holder)
 			if claims[name] || f.succeeds(name, holder, v, share) {
 				f.start(ctx, u, holder)
 			}
@@ -396,7 +396,7 @@ func (f *fleetRun) start(ctx context.Context, u *unit, holder string) {
 	uctx, cancel := context.WithCancel(ctx)
 	r := &unitRun{cancel: cancel, done: make(chan struct{})}
 	f.runs[u] = r
-	u.setState(bridge.ListenerStandby, holder)
+	u.standby(holder)
 	f.wg.Go(func() {
 		defer close(r.done)
 		defer cancel()
@@ -423,9 +423,9 @@ func (f *fleetRun) settle(ctx, uctx context.Context, u *unit, err error) {
 		}
 	case errors.As(err, &held):
 		u.log.Info("bridge.fleet.standby", "holder", held.Holder, "reason", err.Error())
-		u.setState(bridge.ListenerStandby, held.Holder)
+		u.moved(held.Holder)
 	case uctx.Err() != nil || isHeld(err):
-		u.setState(bridge.ListenerStandby, "")
+		u.moved("")
 	case err == nil:
 		u.setState(bridge.ListenerFinished, "")
 	default:

@@ -241,6 +241,7 @@ func (w *wiring) startFailed(ctx context.Context, u *unit, err error) error {
 // deadline. It returns nil after a stop or a completed replay.
 func (w *wiring) runListener(ctx context.Context, u *unit, mode lease.Mode) error {
 	u.committed.Store(false)
+	u.metrics = w.set.Listener(u.spec.Name) // new series after a move (unit.moved)
 	u.ready.starting("connecting to the " + string(w.cfg.Checkpoint.Store) + " checkpoint store")
 	store, loaded, err := w.openStore(ctx, u, mode)
 	if err != nil {

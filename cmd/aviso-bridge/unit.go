@@ -71,6 +71,27 @@ func (u *unit) setState(s bridge.ListenerState, holder string) {
 	u.set.SetState(u.spec.Name, s)
 }
 
+// standby records that the listener waits here while holder (another
+// bridge, or "" for none) holds it, unless it has meanwhile taken its key
+// (the fleet loop and the run race).
+func (u *unit) standby(holder string) {
+	u.mu.Lock()
+	if u.active || (u.state == bridge.ListenerStandby && u.holder == holder) {
+		u.mu.Unlock()
+		return
+	}
+	u.mu.Unlock()
+	u.setState(bridge.ListenerStandby, holder)
+}
+
+// moved records that the listener no longer runs here (handed over, or
+// its key taken): standby, and its per-listener series are dropped until
+// it runs here again (listener_state stays).
+func (u *unit) moved(holder string) {
+	u.set.Forget(u.spec.Name)
+	u.setState(bridge.ListenerStandby, holder)
+}
+
 // fail records a permanent failure.
 func (u *unit) fail(err error) {
 	u.setState(bridge.ListenerFailed, "")
