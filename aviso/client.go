@@ -9,8 +9,9 @@
 // watermark (package bridge) -> sink -> checkpoint.
 //
 // This package never retries and never reconnects; every error says what
-// happened so that the supervisor can decide. The wire protocol is described
-// in docs/aviso-protocol.md (shared docs), Part B sections 2 and 3.
+// happened so that the supervisor can decide. docs/architecture.md places it
+// in the data flow; the README's "aviso-server versions" lists what differs
+// between the server versions it speaks to.
 package aviso
 
 import (

@@ -158,8 +158,8 @@ func jsonKind(v json.RawMessage) string {
 	return "integer `" + string(v) + "`"
 }
 
-// validateStream applies the watch/replay validation rules (section 2.3 and,
-// under V013, the end point and schema rules of aviso-protocol-0.13.md);
+// validateStream applies aviso-server's watch/replay validation rules (and,
+// under V013, its end point and schema rules);
 // mode is "watch" or "replay". schema lists the identifier keys of the event
 // type (nil: any key).
 func validateStream(m map[string]json.RawMessage, mode string, v Version, schema []string) (*streamRequest, *apiError) {

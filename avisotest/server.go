@@ -7,7 +7,7 @@
 // (see Fault). It does not import package testing, so that a production
 // binary (the demo) may link it.
 //
-// What WithVersion(V013) changes (aviso-protocol-0.13.md): the replay limit
+// What WithVersion(V013) changes (README, aviso-server versions): the replay limit
 // is a total that ends the stream (notification_replay_limit_reached, then
 // end_of_stream); /replay takes to_id or to_date and fixes its end when the
 // request is accepted; replay_started carries end_sequence and to_date; the

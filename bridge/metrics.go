@@ -21,7 +21,7 @@ type Histogram interface {
 	Observe(float64)
 }
 
-// Metrics holds every metric of the bridge (interface.md section 5). Every
+// Metrics holds every metric of the bridge (README, "Metrics and health"). Every
 // field is non-nil; use NopMetrics in tests that do not look at them.
 type Metrics struct {
 	NotificationsReceived  Counter
@@ -94,7 +94,7 @@ func NopMetrics() *Metrics {
 
 // ListenerState is what a listener is doing on this bridge: the "state" of
 // GET /status and the state label of aviso_bridge_listener_state
-// (interface.md section 5).
+// (README, "Metrics and health").
 type ListenerState string
 
 const (

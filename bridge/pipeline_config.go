@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Defaults of PipelineConfig (interface.md section 2).
+// Defaults of PipelineConfig (README, "Configuration").
 const (
 	DefaultMaxInFlight        = 256
 	DefaultMaxInFlightBytes   = 64 << 20

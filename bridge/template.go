@@ -42,7 +42,7 @@ type templatePart struct {
 
 // Template is a parsed NATS_SUBJECT / KAFKA_TOPIC / KAFKA_KEY / DLQ name
 // with placeholders {event_type}, {sequence}, {id}, {identifier.KEY} and
-// {listener} (interface.md section 4).
+// {listener} (README, "What lands in the sink").
 type Template struct {
 	src   string
 	parts []templatePart

@@ -1,5 +1,5 @@
 // Package fleet decides how bridges that share a store spread their
-// listeners (BRIDGE_STANDBY=true, interface.md section 7). It is the pure
+// listeners (BRIDGE_STANDBY=true, README, "Several listeners and fleets"). It is the pure
 // part: given one bridge's view of the store (the configured listeners, the
 // live members, who holds which listener lease), Compute says which free
 // listeners this bridge should try to claim now and which of its own it

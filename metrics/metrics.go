@@ -2,7 +2,7 @@
 // registered on a registry passed in (never the global one). It sits beside
 // the data flow: every stage of one listener (supervisor, pipeline, sink)
 // records into the same *bridge.Metrics, whose series carry that listener's
-// name in the label "listener" (interface.md section 5).
+// name in the label "listener" (README, "Metrics and health").
 package metrics
 
 import (
@@ -32,7 +32,7 @@ type Set struct {
 	listeners map[string]*bridge.Metrics
 }
 
-// NewSet registers every metric of interface.md section 5 on reg, each
+// NewSet registers every metric of README, "Metrics and health" on reg, each
 // per-listener one with the label "listener", and
 // aviso_bridge_listener_state{listener,state}. A registry holds at most one
 // Set (registering twice panics, as prometheus.MustRegister does).

@@ -13,8 +13,8 @@ import (
 // ends with out. A frame with a sequence stands for one stored notification
 // aviso-server cannot build ("CloudEvent creation failed", a "poison"
 // notification): every replay that covers it sends the same frame again, so
-// reconnecting cannot help, and the stream goes on (departure 8 of
-// aviso-protocol-0.13.md). Any other error frame (a failed replay batch)
+// reconnecting cannot help, and the stream goes on (README, aviso-server
+// versions). Any other error frame (a failed replay batch)
 // reconnects from the cursor after a backoff, so that the part the server
 // skipped is asked for again.
 func (s *Supervisor) serverError(ctx context.Context, f *aviso.Frame, rid string) (out outcome, stop bool) {

@@ -139,7 +139,7 @@ func refusedEnd(he *aviso.HTTPError, req aviso.Request) bool {
 }
 
 // parseAvisoDate parses the from_date/to_date formats aviso-server accepts
-// (aviso-protocol.md section 2.4): RFC 3339, "YYYY-MM-DD HH:MM:SS[.f]"
+// (README, aviso-server versions): RFC 3339, "YYYY-MM-DD HH:MM:SS[.f]"
 // with an offset or naive (UTC), and unix seconds (up to 11 significant
 // digits) or milliseconds (12 or more).
 func parseAvisoDate(s string) (time.Time, error) {

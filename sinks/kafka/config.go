@@ -27,7 +27,7 @@ import (
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
-// Defaults of the Config fields (interface.md section 2 where named there).
+// Defaults of the Config fields (README, "Configuration", where named there).
 const (
 	DefaultTopic           = "aviso.{event_type}"
 	DefaultKey             = "{event_type}"

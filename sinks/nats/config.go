@@ -11,7 +11,7 @@ import (
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
-// Defaults of the settings in interface.md section 2. A zero field of
+// Defaults of the settings in README, "Configuration". A zero field of
 // Config or ConnConfig takes the default named in its comment.
 const (
 	DefaultURL                = "nats://127.0.0.1:4222"

@@ -6,7 +6,7 @@
 // NATS server.
 //
 // Every notification becomes one message following the CloudEvents NATS
-// binding (interface.md section 3): in binary mode the CloudEvent attributes
+// binding (README, "What lands in the sink"): in binary mode the CloudEvent attributes
 // travel as ce- headers and the body is the CloudEvent data exactly as
 // received; in structured mode the body is the whole CloudEvent JSON as
 // received. Nats-Msg-Id is always the CloudEvent id, so JetStream drops a

@@ -13,7 +13,7 @@ import (
 	"github.com/aviso-bridge/aviso-bridge/bridge"
 )
 
-// Header names of interface.md section 3 and of the dead-letter messages.
+// Header names of README, "What lands in the sink" and of the dead-letter messages.
 const (
 	HeaderMsgID       = jetstream.MsgIDHeader // "Nats-Msg-Id"
 	HeaderSpecVersion = "ce-specversion"
