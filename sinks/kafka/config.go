@@ -1,11 +1,12 @@
 // Package kafka is the Kafka end of aviso-bridge: a bridge.Sink that
 // publishes notifications with segmentio/kafka-go as CloudEvents (Kafka
-// protocol binding, binary or structured mode), and a bridge.Store that
-// keeps the checkpoint in a compacted topic.
+// protocol binding, binary or structured mode), and the transport it shares
+// with the checkpoint store in a compacted topic (package
+// checkpoint/kafkatopic).
 //
 // Data flow: ordered window and watermark (package bridge) -> Sink (this
-// package) -> Kafka; the pipeline commits positions through Store (this
-// package, CHECKPOINT_STORE=kafka) once the sink has acknowledged them.
+// package) -> Kafka; the pipeline commits positions through the configured
+// store once the sink has acknowledged them.
 //
 // The ordering and duplicate rules this package implements (acks in publish
 // order, fail-fast after a failure until the pipeline re-publishes, the
