@@ -58,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.rate, "rate", 1000, "publish rate of the latency measurement, per second")
 	fs.IntVar(&o.window, "window", e2ebench.DefaultWindow, "BRIDGE_MAX_IN_FLIGHT = NATS_MAX_PENDING, and the bare clients' window")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 5000 notifications, 1000 live, 2 rounds (flags given explicitly still win)")
-	fs.StringVar(&o.only, "only", "", "comma-separated subset of decode,jetstream,kafka,discard,latency,binary,stalled")
+	fs.StringVar(&o.only, "only", "", "comma-separated subset of decode,jetstream,kafka,discard,latency,binary,stalled,fleet")
 	fs.StringVar(&o.binary, "binary", "", "aviso-bridge executable to measure (default: go build ./cmd/aviso-bridge into a temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -91,7 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for s := range want {
 		switch s {
-		case "decode", "jetstream", "kafka", "discard", "latency", "binary", "stalled":
+		case "decode", "jetstream", "kafka", "discard", "latency", "binary", "stalled", "fleet":
 		default:
 			fmt.Fprintf(stderr, "aviso-bench: -only: unknown measurement %q\n", s)
 			return 2
@@ -183,7 +183,7 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 			row{what + ", max", ms(r.Max), "", "", "ms"})
 	}
 	bin := o.binary
-	if bin == "" && (want("binary") || want("stalled")) {
+	if bin == "" && (want("binary") || want("stalled") || want("fleet")) {
 		done := step("go build ./cmd/aviso-bridge")
 		dir, err := os.MkdirTemp("", "aviso-bench-bin-")
 		if err != nil {
@@ -231,6 +231,13 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 		rows = append(rows,
 			row{what + ", peak RSS (VmHWM)", rss, "", "", "MiB"},
 			row{"Same run: SIGTERM to exit, BRIDGE_SHUTDOWN_TIMEOUT=3s", stop, "", "", "s"})
+	}
+	if want("fleet") {
+		fr, err := fleetRows(ctx, bin, o.quick, step)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, fr...)
 	}
 	return rows, nil
 }
