@@ -105,7 +105,9 @@ func (w *wiring) runFleet(ctx context.Context) error {
 		w.log.Info("bridge.fleet.left", "instance", id)
 	}()
 	f := newFleetRun(w, admin)
-	return f.run(ctx)
+	err = f.run(ctx)
+	f.releaseStale(admin)
+	return err
 }
 
 // processStartFailed is the result of a start-up step of the whole process
@@ -139,6 +141,7 @@ type fleetRun struct {
 	// when the plan has asked for releases under it (zero: it does not).
 	members     string
 	demandSince time.Time
+	lastPlan    string
 	wg          sync.WaitGroup
 	mu          sync.Mutex
 	drainErrs   []string
@@ -233,6 +236,29 @@ func (f *fleetRun) stopAll() {
 	}
 }
 
+// releaseStale releases, as the bridge stops, the keys that still name it
+// although no run holds them here: a waiter cancelled by the stop just as
+// its claim was written leaves one, which the next bridge would otherwise
+// wait a TTL for. The key is opened in lease.Try (it names this owner, so
+// it is taken at once) and closed, which releases it.
+func (f *fleetRun) releaseStale(admin checkpoint.Admin) {
+	if f.w.cfg.Checkpoint.Store == storeFile {
+		return // the process's locks go with it
+	}
+	ctx, cancel := f.w.clock.context(time.Second)
+	defer cancel()
+	for _, u := range f.w.units {
+		e, _, err := admin.Get(ctx, u.spec.Key)
+		if err != nil || e.Holder != f.self {
+			continue
+		}
+		s, err := openStore(ctx, f.w.cfg, u.spec.Key, lease.Try, u.log, f.w.cl)
+		if err == nil {
+			_ = s.Close()
+		}
+	}
+}
+
 // fleetView is one read of the store.
 type fleetView struct {
 	members []string
@@ -287,7 +313,18 @@ func (f *fleetRun) round(ctx context.Context) {
 	plan := fleet.Compute(fleet.Input{Self: f.self, Listeners: f.names, Members: v.members, Holders: v.holders,
 		Failed: v.failed, FreeRounds: f.freeRounds})
 	f.freeRounds = fleet.CountFree(f.freeRounds, f.names, v.holders)
+	f.logPlan(v, plan)
 	f.apply(ctx, v, plan)
+}
+
+// logPlan logs the plan when it or the membership changed.
+func (f *fleetRun) logPlan(v fleetView, plan fleet.Plan) {
+	line := fmt.Sprint(v.members, plan.Share, plan.Held, plan.Claim, plan.Release)
+	if line == f.lastPlan {
+		return
+	}
+	f.lastPlan = line
+	f.w.log.Info("bridge.fleet.plan", "members", v.members, "share", plan.Share, "held", plan.Held, "claim", plan.Claim, "release", plan.Release)
 }
 
 // releasable reports whether the plan's releases are to be applied now:
@@ -323,7 +360,6 @@ func (f *fleetRun) apply(ctx context.Context, v fleetView, plan fleet.Plan) {
 			releases[n] = true
 		}
 	}
-	share := max(plan.Share, 1)
 	for _, u := range f.w.units {
 		name := u.spec.Name
 		uv, r := u.view(), f.runs[u]
@@ -338,14 +374,16 @@ func (f *fleetRun) apply(ctx context.Context, v fleetView, plan fleet.Plan) {
 				r.cancel()
 			}
 		case r != nil:
-			if !claims[name] && !f.succeeds(name, holder, v, share) {
+			if !claims[name] && !f.succeeds(name, holder, v) {
 				r.cancel()
 				continue
 			}
 			u.standby(holder)
 		default:
 			u.standby(holder)
-			if claims[name] || f.succeeds(name, holder, v, share) {
+			// A key naming this bridge without a run here is a claim left
+			// by a waiter cancelled as it won: taken back at once.
+			if claims[name] || holder == f.self || f.succeeds(name, holder, v) {
 				f.start(ctx, u, holder)
 			}
 		}
@@ -355,38 +393,20 @@ func (f *fleetRun) apply(ctx context.Context, v fleetView, plan fleet.Plan) {
 // succeeds reports whether this bridge is the one to wait for listener
 // name, held by another bridge: so that a crashed holder's listener is
 // taken over within the TTL (a waiting lease sees the holder stop) and a
-// graceful handover at once (it sees the release). Of the live members
-// other than the holder, the first in the listener's rendezvous ranking
-// with room below the share waits; when none has room, the first.
-func (f *fleetRun) succeeds(name, holder string, v fleetView, share int) bool {
+// graceful handover at once (it sees the release). It is the first of the
+// live members other than the holder in the listener's rendezvous ranking
+// (package fleet), which the holder's death does not change, so the wait
+// is not restarted while the dead member still counts; a surplus handed
+// over goes preferably to its home (fleet.Plan), which is this member.
+func (f *fleetRun) succeeds(name, holder string, v fleetView) bool {
 	if holder == "" || holder == f.self {
 		return false
 	}
-	var cands []string
-	for _, m := range v.members {
-		if m != holder {
-			cands = append(cands, m)
-		}
-	}
+	cands := slices.DeleteFunc(slices.Clone(v.members), func(m string) bool { return m == holder })
 	if !slices.Contains(cands, f.self) {
 		cands = append(cands, f.self)
 	}
-	slices.SortFunc(cands, func(a, b string) int {
-		wa, wb := fleet.Weight(name, a), fleet.Weight(name, b)
-		switch {
-		case wa > wb:
-			return -1
-		case wa < wb:
-			return 1
-		}
-		return strings.Compare(a, b)
-	})
-	for _, m := range cands {
-		if v.load[m] < share {
-			return m == f.self
-		}
-	}
-	return cands[0] == f.self
+	return fleet.Home(name, cands) == f.self
 }
 
 // start runs listener u in the fleet: waiting for its lease (lease.Standby)
