@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -151,4 +152,44 @@ func checkOnce(t *testing.T, out string, events, n int) {
 			}
 		}
 	}
+}
+
+// BRIDGE_STANDBY on the file store (bridges on one host): the key locks
+// and member lock files spread the listeners and hand them over at a
+// graceful stop.
+func TestStandbyFileStore(t *testing.T) {
+	aviso := avisotest.NewServer(t)
+	file := writeListeners(t, "listeners:\n  - event: e0\n  - event: e1\n  - event: e2\n  - event: e3\n")
+	cp := filepath.Join(t.TempDir(), "cp.json")
+	env := func(id, addr string) map[string]string {
+		return map[string]string{"AVISO_URL": aviso.URL, "AVISO_LISTENERS_FILE": file, "AVISO_FROM_ID": "1",
+			"CHECKPOINT_FILE": cp, "CHECKPOINT_LEASE_TTL": standbyTTL.String(), "CHECKPOINT_INTERVAL": "20ms",
+			"BRIDGE_STANDBY": "true", "BRIDGE_INSTANCE_ID": id, "BRIDGE_HTTP_ADDR": addr}
+	}
+	for i := range 4 {
+		aviso.Publish(fmt.Sprintf("e%d", i), nil, 0)
+	}
+	addrB, addrC := closedAddr(t), closedAddr(t)
+	b := startRun(t, env("b", addrB))
+	eventually(t, 5*time.Second, "b runs all", func() bool { return len(getStatus(t, addrB).runs()) == 4 })
+	c := startRun(t, env("c", addrC))
+	eventually(t, 15*time.Second, "spread 2/2", func() bool {
+		return len(getStatus(t, addrB).runs()) == 2 && len(getStatus(t, addrC).runs()) == 2
+	})
+	b.cancel()
+	eventually(t, 3*time.Second, "c runs all after b's stop", func() bool { return len(getStatus(t, addrC).runs()) == 4 })
+	if err := b.wait(t); err != nil {
+		t.Errorf("b: %v", err)
+	}
+	for i := range 4 {
+		aviso.Publish(fmt.Sprintf("e%d", i), nil, 1)
+	}
+	eventually(t, 10*time.Second, "every notification delivered", func() bool {
+		return strings.Count(b.out.String()+c.out.String(), "\n") >= 8
+	})
+	c.cancel()
+	if err := c.wait(t); err != nil {
+		t.Errorf("c: %v", err)
+	}
+	checkOnce(t, b.out.String()+c.out.String(), 4, 2)
 }
