@@ -20,10 +20,10 @@
 # On SIGTERM the bridge drains for up to BRIDGE_SHUTDOWN_TIMEOUT (20s): give
 # it a longer stop timeout (`docker run --stop-timeout 30`, compose
 # stop_grace_period, Kubernetes terminationGracePeriodSeconds).
-# BuildKit sets BUILDPLATFORM, TARGETOS and TARGETARCH; the defaults below
-# serve the legacy builder (DOCKER_BUILDKIT=0), which sets none of them.
-ARG BUILDPLATFORM=linux/amd64
-FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+# BuildKit (buildx) sets BUILDPLATFORM, TARGETOS and TARGETARCH; the legacy
+# builder (DOCKER_BUILDKIT=0) sets none of them, so the build stage then runs
+# on linux/amd64 and builds for the Go defaults (the build machine).
+FROM --platform=${BUILDPLATFORM:-linux/amd64} golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
