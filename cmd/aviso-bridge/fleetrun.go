@@ -86,7 +86,7 @@ const fleetMinPeriod = 50 * time.Millisecond
 // waiting here; the membership is removed after every listener stopped.
 func (w *wiring) runFleet(ctx context.Context) error {
 	for _, u := range w.units {
-		u.setState(bridge.ListenerStandby, "")
+		u.moved("") // no series until it runs here
 	}
 	admin, err := openAdmin(ctx, w.cfg, w.cl.leaseConfig(lease.Probe), w.log, w.cl)
 	if err != nil {

@@ -270,6 +270,12 @@ func (w *wiring) runListener(ctx context.Context, u *unit, mode lease.Mode) erro
 	defer closeWithin(w.clock, u.log, "sink", sink.Close)
 	err = w.runPipeline(ctx, u, sink, store, loaded)
 	keep = w.cfg.Bridge.Standby && err != nil && ctx.Err() == nil && !isHeld(err)
+	if w.cfg.Bridge.Standby && !keep && u.drained() {
+		// Everything is acknowledged and committed: release the key before
+		// the sink closes, so that a handover does not wait for it (the
+		// deferred close is then a no-op).
+		closeWithin(w.clock, u.log, "checkpoint store", func(context.Context) error { return store.Close() })
+	}
 	return err
 }
 

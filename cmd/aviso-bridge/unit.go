@@ -162,6 +162,13 @@ func (u *unit) uncommitted() bool {
 	return v.pipe != nil && !u.committed.Load() && v.pipe.Status().Uncommitted()
 }
 
+// drained reports whether the last run stopped with its final commit made
+// and nothing in flight.
+func (u *unit) drained() bool {
+	v := u.view()
+	return v.pipe != nil && u.committed.Load() && v.pipe.Status().InFlight == 0
+}
+
 // timedPipeline is the pipeline as the supervisor feeds it, recording the
 // CloudEvent time of the last notification forwarded (/status).
 type timedPipeline struct {
