@@ -1,0 +1,177 @@
+// Package benchplot draws the bench command's figures as SVG charts with
+// gonum/plot: the throughput ratio of the bridge to its baseline by sink, and
+// a fail-over timeline (notifications per listener over time across events
+// such as a kill -9 and a rejoin). It only draws: measuring is e2ebench's.
+package benchplot
+
+import (
+	"errors"
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// Size of every figure.
+const (
+	width  = 7 * vg.Inch
+	height = 4 * vg.Inch
+)
+
+// Bar is one bar of a ratio chart.
+type Bar struct {
+	// Label names the bar on the X axis (a sink: "JetStream", "Kafka").
+	Label string
+	// Ratio is the bridge's throughput divided by its baseline's.
+	Ratio float64
+}
+
+// RatioChart writes an SVG bar chart of bars to w, with a dashed line at 1
+// (as fast as the baseline).
+func RatioChart(w io.Writer, title string, bars []Bar) error {
+	if len(bars) == 0 {
+		return errors.New("benchplot: ratio chart without bars")
+	}
+	values := make(plotter.Values, len(bars))
+	labels := make([]string, len(bars))
+	maxY := 1.0
+	for i, b := range bars {
+		if math.IsNaN(b.Ratio) || math.IsInf(b.Ratio, 0) || b.Ratio < 0 {
+			return fmt.Errorf("benchplot: bar %q: ratio %v is not a non-negative number", b.Label, b.Ratio)
+		}
+		values[i], labels[i] = b.Ratio, b.Label
+		maxY = math.Max(maxY, b.Ratio)
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = "bridge / baseline throughput"
+	p.Y.Min, p.Y.Max = 0, maxY*1.15
+	chart, err := plotter.NewBarChart(values, vg.Points(40))
+	if err != nil {
+		return fmt.Errorf("benchplot: %w", err)
+	}
+	chart.Color = plotutil.Color(0)
+	chart.LineStyle.Width = 0
+	p.Add(chart)
+	ref, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: 1}, {X: float64(len(bars)) - 0.5, Y: 1}})
+	if err != nil {
+		return fmt.Errorf("benchplot: %w", err)
+	}
+	ref.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	ref.Color = color.Gray{Y: 96}
+	p.Add(ref)
+	p.Legend.Add("baseline = 1", ref)
+	p.Legend.Top = true
+	p.NominalX(labels...)
+	return write(w, p)
+}
+
+// Point is one sample of a series: N at T from the start.
+type Point struct {
+	T time.Duration
+	N float64
+}
+
+// Series is one line of a timeline, its points in time order.
+type Series struct {
+	Name   string
+	Points []Point
+}
+
+// Mark is an event drawn as a vertical line (a kill -9, a rejoin).
+type Mark struct {
+	At    time.Duration
+	Label string
+}
+
+// Timeline writes an SVG line chart to w: one line per series (seconds on
+// the X axis, yLabel on the Y axis) and a labelled vertical line per mark.
+func Timeline(w io.Writer, title, yLabel string, series []Series, marks []Mark) error {
+	if len(series) == 0 {
+		return errors.New("benchplot: timeline without series")
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "seconds"
+	p.Y.Label.Text = yLabel
+	maxY, maxT := 0.0, 0.0
+	for i, s := range series {
+		xys := make(plotter.XYs, len(s.Points))
+		for j, pt := range s.Points {
+			if j > 0 && pt.T < s.Points[j-1].T {
+				return fmt.Errorf("benchplot: series %q: point %d at %v is before the one at %v", s.Name, j, pt.T, s.Points[j-1].T)
+			}
+			xys[j] = plotter.XY{X: pt.T.Seconds(), Y: pt.N}
+			maxY, maxT = math.Max(maxY, pt.N), math.Max(maxT, pt.T.Seconds())
+		}
+		if len(xys) == 0 {
+			return fmt.Errorf("benchplot: series %q has no points", s.Name)
+		}
+		line, err := plotter.NewLine(xys)
+		if err != nil {
+			return fmt.Errorf("benchplot: series %q: %w", s.Name, err)
+		}
+		line.Color = plotutil.Color(i)
+		line.Width = vg.Points(1.5)
+		line.Dashes = plotutil.Dashes(i / len(plotutil.DefaultColors))
+		p.Add(line)
+		p.Legend.Add(s.Name, line)
+	}
+	if maxY == 0 {
+		maxY = 1
+	}
+	p.Y.Min, p.Y.Max = 0, maxY*1.1
+	for _, m := range marks {
+		maxT = math.Max(maxT, m.At.Seconds())
+	}
+	p.X.Min, p.X.Max = 0, maxT
+	if err := addMarks(p, marks, maxY*1.1); err != nil {
+		return err
+	}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	return write(w, p)
+}
+
+func addMarks(p *plot.Plot, marks []Mark, top float64) error {
+	for _, m := range marks {
+		x := m.At.Seconds()
+		line, err := plotter.NewLine(plotter.XYs{{X: x, Y: 0}, {X: x, Y: top}})
+		if err != nil {
+			return fmt.Errorf("benchplot: mark %q: %w", m.Label, err)
+		}
+		line.Color = color.RGBA{R: 200, A: 255}
+		line.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
+		labels, err := plotter.NewLabels(plotter.XYLabels{
+			XYs:    []plotter.XY{{X: x, Y: top * 0.97}},
+			Labels: []string{" " + m.Label},
+		})
+		if err != nil {
+			return fmt.Errorf("benchplot: mark %q: %w", m.Label, err)
+		}
+		for i := range labels.TextStyle {
+			labels.TextStyle[i].Color = line.Color
+			labels.TextStyle[i].XAlign = draw.XLeft
+		}
+		p.Add(line, labels)
+	}
+	return nil
+}
+
+func write(w io.Writer, p *plot.Plot) error {
+	wt, err := p.WriterTo(width, height, "svg")
+	if err != nil {
+		return fmt.Errorf("benchplot: %w", err)
+	}
+	if _, err := wt.WriteTo(w); err != nil {
+		return fmt.Errorf("benchplot: writing the SVG: %w", err)
+	}
+	return nil
+}
