@@ -480,8 +480,11 @@ func (w *wiring) runActors(ctx context.Context, u *unit, pipe *bridge.Pipeline, 
 // own failure (a rejection under fail, a held key) is the cause when the
 // supervisor only saw the pipeline stop.
 func outcome(first, perr, serr error, signalled bool) error {
+	// After a stop request the supervisor ends with the cancellation, or
+	// with bridge.ErrStopped when the draining pipeline stopped taking its
+	// notification first: neither is a failure.
 	if errors.Is(first, errReplayComplete) || errors.Is(first, errPipelineReturned) ||
-		(signalled && errors.Is(serr, context.Canceled)) {
+		(signalled && (errors.Is(serr, context.Canceled) || errors.Is(serr, bridge.ErrStopped))) {
 		serr = nil
 	}
 	if perr != nil && !errors.Is(perr, context.Canceled) && (serr == nil || errors.Is(serr, bridge.ErrStopped)) {

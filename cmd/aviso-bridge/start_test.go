@@ -80,6 +80,7 @@ func TestOutcome(t *testing.T) {
 		{"signal, drained", errSignalled, nil, canceled, true, nil, false},
 		{"signal, pipeline cancelled", errSignalled, context.Canceled, canceled, true, nil, false},
 		{"supervisor saw the signal first", canceled, nil, canceled, true, nil, false},
+		{"signal, the supervisor saw the draining pipeline stop", errSignalled, nil, stopped, true, nil, false},
 		{"supervisor failure", supFail, nil, supFail, false, supFail, false},
 		{"supervisor config error", supConfig, nil, supConfig, false, supConfig, true},
 		{"pipeline stopped: its error is the cause", stopped, pipeFail, stopped, false, pipeFail, false},
