@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -56,7 +57,39 @@ func scrape(t testing.TB, addr string) (samples map[string]float64, types map[st
 		}
 		samples[line[:i]] = v
 	}
+	// Per-listener series carry a listener label; also give each its name
+	// without it (summed over listeners), so that single-listener tests read
+	// "aviso_bridge_connected" as before.
+	for key, v := range maps.Clone(samples) {
+		if bare, ok := withoutListener(key); ok {
+			samples[bare] += v
+		}
+	}
 	return samples, types
+}
+
+// withoutListener drops the listener="..." label from a sample key.
+func withoutListener(key string) (string, bool) {
+	open := strings.IndexByte(key, '{')
+	if open < 0 || !strings.HasSuffix(key, "}") {
+		return key, false
+	}
+	var kept []string
+	found := false
+	for _, l := range strings.Split(key[open+1:len(key)-1], ",") {
+		if strings.HasPrefix(l, "listener=") {
+			found = true
+			continue
+		}
+		kept = append(kept, l)
+	}
+	if !found {
+		return key, false
+	}
+	if len(kept) == 0 {
+		return key[:open], true
+	}
+	return key[:open] + "{" + strings.Join(kept, ",") + "}", true
 }
 
 // TestMetricsEndpoint: /metrics exposes every metric of interface.md section
