@@ -273,9 +273,18 @@ func (s *Server) Close() {
 		s.mu.Unlock()
 		finished := make(chan struct{})
 		go func() { s.handlers.Wait(); close(finished) }()
+		deadline := time.NewTimer(time.Second)
+		defer deadline.Stop()
 		select {
 		case <-finished:
-		case <-time.After(time.Second):
+			// A handler's return is not the end of its response: net/http
+			// still writes the chunked terminator. Shutdown waits for every
+			// connection to go idle, so the closing frame is followed by a
+			// clean EOF rather than a cut connection.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = s.hs.Config.Shutdown(ctx)
+			cancel()
+		case <-deadline.C:
 		}
 		s.hs.CloseClientConnections()
 		s.hs.Close()
