@@ -37,6 +37,7 @@ type BucketConfig struct {
 type Bucket struct {
 	nc      *natsgo.Conn
 	kv      jetstream.KeyValue
+	stream  jetstream.Stream // the bucket's stream, KV_<bucket>
 	cfg     BucketConfig
 	log     *slog.Logger
 	tracker *lease.Tracker
@@ -71,7 +72,11 @@ func OpenBucket(ctx context.Context, nc *natsgo.Conn, cfg BucketConfig, log *slo
 	if err != nil {
 		return nil, startError(err)
 	}
-	return &Bucket{nc: nc, kv: kv, cfg: cfg, log: log, tracker: lease.NewTracker(cfg.Lease.TTL)}, nil
+	stream, err := js.Stream(bctx, "KV_"+cfg.Bucket)
+	if err != nil {
+		return nil, startError(fmt.Errorf("the bucket's stream: %w", err))
+	}
+	return &Bucket{nc: nc, kv: kv, stream: stream, cfg: cfg, log: log, tracker: lease.NewTracker(cfg.Lease.TTL)}, nil
 }
 
 func (b *Bucket) where() string { return fmt.Sprintf("nats-kv bucket %q", b.cfg.Bucket) }
@@ -82,26 +87,74 @@ func (b *Bucket) open(ctx context.Context, key string, lc lease.Config) (*Store,
 }
 
 // snapshot returns the current entries of the keys matching filter.
+//
+// A KV watcher alone can miss a key: its initial values are the last
+// message per key when the consumer is created, and a key rewritten before
+// its old message is delivered (a lease refresh, every TTL/3) is skipped
+// there and comes only later as a live update, after the watcher's
+// "initial values done" marker. So once the marker has come, the newest
+// message matching filter is looked up, and updates are read on until it
+// (or a later one) has been seen.
 func (b *Bucket) snapshot(ctx context.Context, filter string) ([]jetstream.KeyValueEntry, error) {
 	ctx, cancel := bounded(ctx, b.cfg.Timeout)
 	defer cancel()
-	w, err := b.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+	w, err := b.kv.WatchFiltered(ctx, []string{filter})
 	if err != nil {
 		return nil, fmt.Errorf("%s: list %s: %w", b.where(), filter, err)
 	}
 	defer func() { _ = w.Stop() }()
-	var entries []jetstream.KeyValueEntry
-	for {
+	current := map[string]jetstream.KeyValueEntry{}
+	var seen uint64
+	next := func() (bool, error) {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%s: list %s: %w", b.where(), filter, ctx.Err())
+			return false, fmt.Errorf("%s: list %s: %w", b.where(), filter, ctx.Err())
 		case e, ok := <-w.Updates():
 			if !ok || e == nil {
-				return entries, nil
+				return false, nil
 			}
-			entries = append(entries, e)
+			seen = max(seen, e.Revision())
+			if e.Operation() == jetstream.KeyValuePut {
+				current[e.Key()] = e
+			} else {
+				delete(current, e.Key())
+			}
+			return true, nil
 		}
 	}
+	for more := true; more; {
+		if more, err = next(); err != nil {
+			return nil, err
+		}
+	}
+	newest, err := b.newest(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	for seen < newest {
+		if _, err := next(); err != nil {
+			return nil, err
+		}
+	}
+	entries := make([]jetstream.KeyValueEntry, 0, len(current))
+	for _, e := range current {
+		entries = append(entries, e)
+	}
+	slices.SortFunc(entries, func(x, y jetstream.KeyValueEntry) int { return strings.Compare(x.Key(), y.Key()) })
+	return entries, nil
+}
+
+// newest returns the stream sequence of the newest message of the keys
+// matching filter (0: none).
+func (b *Bucket) newest(ctx context.Context, filter string) (uint64, error) {
+	m, err := b.stream.GetLastMsgForSubject(ctx, "$KV."+b.cfg.Bucket+"."+filter)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("%s: list %s: newest message: %w", b.where(), filter, err)
+	}
+	return m.Sequence, nil
 }
 
 // Announce implements checkpoint.Coordinator: it takes the lease of
