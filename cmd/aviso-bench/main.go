@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aviso-bridge/aviso-bridge/internal/benchplot"
 	"github.com/aviso-bridge/aviso-bridge/internal/e2ebench"
 )
 
@@ -45,7 +46,7 @@ func main() {
 type options struct {
 	n, rounds, latencyN, rate, window int
 	quick                             bool
-	only, binary                      string
+	only, binary, svg                 string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -58,7 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.rate, "rate", 1000, "publish rate of the latency measurement, per second")
 	fs.IntVar(&o.window, "window", e2ebench.DefaultWindow, "BRIDGE_MAX_IN_FLIGHT = NATS_MAX_PENDING, and the bare clients' window")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 5000 notifications, 1000 live, 2 rounds (flags given explicitly still win)")
-	fs.StringVar(&o.only, "only", "", "comma-separated subset of decode,jetstream,kafka,discard,latency,binary,stalled,fleet")
+	fs.StringVar(&o.only, "only", "", "comma-separated subset of decode,jetstream,kafka,discard,latency,binary,stalled,fleet,timeline")
+	fs.StringVar(&o.svg, "svg", "", "directory to write the figures into as SVG: "+throughputSVG+" (with jetstream or kafka) and "+timelineSVG+" (with timeline)")
 	fs.StringVar(&o.binary, "binary", "", "aviso-bridge executable to measure (default: go build ./cmd/aviso-bridge into a temporary directory)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -91,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for s := range want {
 		switch s {
-		case "decode", "jetstream", "kafka", "discard", "latency", "binary", "stalled", "fleet":
+		case "decode", "jetstream", "kafka", "discard", "latency", "binary", "stalled", "fleet", "timeline":
 		default:
 			fmt.Fprintf(stderr, "aviso-bench: -only: unknown measurement %q\n", s)
 			return 2
@@ -99,10 +101,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rows, err := measure(ctx, o, func(s string) bool { return len(want) == 0 || want[s] }, stderr)
+	rows, figs, err := measure(ctx, o, func(s string) bool { return len(want) == 0 || want[s] }, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "aviso-bench: %v\n", err)
 		return 1
+	}
+	if o.svg != "" {
+		written, err := figs.write(o.svg, time.Now())
+		if err != nil {
+			fmt.Fprintf(stderr, "aviso-bench: -svg: %v\n", err)
+			return 1
+		}
+		for _, f := range written {
+			fmt.Fprintf(stderr, "aviso-bench: wrote %s\n", f)
+		}
 	}
 	fmt.Fprint(stdout, table(rows))
 	fmt.Fprintln(stdout)
@@ -112,8 +124,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 type row struct{ what, bridge, baseline, ratio, unit string }
 
-func measure(ctx context.Context, o options, want func(string) bool, log io.Writer) ([]row, error) {
+func measure(ctx context.Context, o options, want func(string) bool, log io.Writer) ([]row, figures, error) {
 	var rows []row
+	figs := figures{n: o.n}
 	step := func(name string) func() {
 		fmt.Fprintf(log, "aviso-bench: %s ...", name)
 		start := time.Now()
@@ -124,7 +137,7 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 		done := step("SSE decode")
 		r, err := e2ebench.Decode(ctx, e2ebench.DecodeConfig{N: o.n})
 		if err != nil {
-			return nil, fmt.Errorf("decode: %w", err)
+			return nil, figs, fmt.Errorf("decode: %w", err)
 		}
 		done()
 		what := fmt.Sprintf("SSE decode, aviso client vs raw bufio line scan (%d × %.0f B notifications, loopback from avisotest)", o.n, r.FrameBytes)
@@ -136,19 +149,20 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 		done := step("end to end into JetStream")
 		r, err := e2ebench.JetStream(ctx, tcfg)
 		if err != nil {
-			return nil, fmt.Errorf("jetstream: %w", err)
+			return nil, figs, fmt.Errorf("jetstream: %w", err)
 		}
 		done()
 		rows = append(rows,
 			row{fmt.Sprintf("End to end into JetStream (file storage, Nats-Msg-Id) vs bare PublishAsync, window %d (%d notifications, %d rounds)", o.window, o.n, o.rounds),
 				count(r.Bridge.Rate()), count(r.Bare.Rate()), ratio(r.Ratio()), "msgs/s"},
 			cpuRow("JetStream, same runs", r.Bridge, r.Bare))
+		figs.bars = append(figs.bars, benchplot.Bar{Label: "JetStream vs bare PublishAsync", Ratio: r.Ratio()})
 	}
 	if want("kafka") {
 		done := step("end to end into Kafka")
 		r, err := e2ebench.Kafka(ctx, tcfg)
 		if err != nil {
-			return nil, fmt.Errorf("kafka: %w", err)
+			return nil, figs, fmt.Errorf("kafka: %w", err)
 		}
 		done()
 		rows = append(rows,
@@ -157,12 +171,15 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 			row{"End to end into Kafka vs the same Writer unbounded (no window)",
 				count(r.Bridge.Rate()), count(r.Unbounded.Rate()), ratio(r.Bridge.Rate() / r.Unbounded.Rate()), "msgs/s"},
 			cpuRow("Kafka, same runs (baseline: bare Writer, window)", r.Bridge, r.Bare))
+		figs.bars = append(figs.bars,
+			benchplot.Bar{Label: "Kafka vs bare Writer (window)", Ratio: r.Ratio()},
+			benchplot.Bar{Label: "Kafka vs Writer unbounded", Ratio: r.Bridge.Rate() / r.Unbounded.Rate()})
 	}
 	if want("discard") {
 		done := step("end to end into a discarding sink")
 		r, err := e2ebench.Discard(ctx, tcfg)
 		if err != nil {
-			return nil, fmt.Errorf("discard: %w", err)
+			return nil, figs, fmt.Errorf("discard: %w", err)
 		}
 		done()
 		rows = append(rows,
@@ -173,7 +190,7 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 		done := step(fmt.Sprintf("latency (%d live at %d/s)", o.latencyN, o.rate))
 		r, err := e2ebench.Latency(ctx, e2ebench.LatencyConfig{N: o.latencyN, Rate: o.rate, Window: o.window})
 		if err != nil {
-			return nil, fmt.Errorf("latency: %w", err)
+			return nil, figs, fmt.Errorf("latency: %w", err)
 		}
 		done()
 		what := fmt.Sprintf("Latency aviso Publish → JetStream ack, live watch at %.0f/s (%d notifications)", r.Rate, r.Count)
@@ -183,15 +200,15 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 			row{what + ", max", ms(r.Max), "", "", "ms"})
 	}
 	bin := o.binary
-	if bin == "" && (want("binary") || want("stalled") || want("fleet")) {
+	if bin == "" && (want("binary") || want("stalled") || want("fleet") || want("timeline")) {
 		done := step("go build ./cmd/aviso-bridge")
 		dir, err := os.MkdirTemp("", "aviso-bench-bin-")
 		if err != nil {
-			return nil, err
+			return nil, figs, err
 		}
 		defer os.RemoveAll(dir)
 		if bin, err = e2ebench.BuildBinary(ctx, dir); err != nil {
-			return nil, err
+			return nil, figs, err
 		}
 		done()
 	}
@@ -199,7 +216,7 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 		done := step("aviso-bridge binary into JetStream")
 		r, err := e2ebench.Binary(ctx, e2ebench.BinaryConfig{Binary: bin, N: o.n})
 		if err != nil {
-			return nil, fmt.Errorf("binary: %w", err)
+			return nil, figs, fmt.Errorf("binary: %w", err)
 		}
 		done()
 		what := fmt.Sprintf("aviso-bridge binary, replay into JetStream (%d notifications, env config, defaults)", o.n)
@@ -216,7 +233,7 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 		done := step("aviso-bridge binary, 200 × 0.9 MB into a stalled stdout")
 		r, err := e2ebench.Stalled(ctx, e2ebench.StalledConfig{Binary: bin})
 		if err != nil {
-			return nil, fmt.Errorf("stalled: %w", err)
+			return nil, figs, fmt.Errorf("stalled: %w", err)
 		}
 		done()
 		what := "aviso-bridge binary, replay of 200 × 0.9 MB notifications into SINK=stdout with stdout a pipe nobody reads (window defaults)"
@@ -235,11 +252,18 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 	if want("fleet") {
 		fr, err := fleetRows(ctx, bin, o.quick, step)
 		if err != nil {
-			return nil, err
+			return nil, figs, err
 		}
 		rows = append(rows, fr...)
 	}
-	return rows, nil
+	if want("timeline") {
+		tr, tl, err := timelineRows(ctx, bin, step)
+		if err != nil {
+			return nil, figs, err
+		}
+		rows, figs.timeline = append(rows, tr...), &tl
+	}
+	return rows, figs, nil
 }
 
 // cpuRow compares the process's CPU time per message (servers and brokers

@@ -5,6 +5,7 @@
 package benchplot
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"image/color"
@@ -17,12 +18,15 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
-// Size of every figure.
+// Size of the figures: a timeline is wider, its legend stands to the
+// right of the plot.
 const (
-	width  = 7 * vg.Inch
-	height = 4 * vg.Inch
+	width         = 7 * vg.Inch
+	timelineWidth = 9 * vg.Inch
+	height        = 4 * vg.Inch
 )
 
 // Bar is one bar of a ratio chart.
@@ -132,16 +136,30 @@ func Timeline(w io.Writer, title, yLabel string, series []Series, marks []Mark) 
 		maxT = math.Max(maxT, m.At.Seconds())
 	}
 	p.X.Min, p.X.Max = 0, maxT
-	if err := addMarks(p, marks, maxY*1.1); err != nil {
+	if err := addMarks(p, marks, maxT, maxY*1.1); err != nil {
 		return err
 	}
-	p.Legend.Top = true
-	p.Legend.Left = true
-	return write(w, p)
+	return writeLegendRight(w, p)
 }
 
-func addMarks(p *plot.Plot, marks []Mark, top float64) error {
-	for _, m := range marks {
+// writeLegendRight writes p with its legend to the right of the plot area,
+// where it covers neither the lines nor the marks' labels.
+func writeLegendRight(w io.Writer, p *plot.Plot) error {
+	legend := p.Legend
+	p.Legend = plot.NewLegend() // the plot draws no legend of its own
+	legend.TextStyle.Font.Size = vg.Points(10)
+	c := newCanvas(timelineWidth)
+	dc := draw.New(c)
+	r := legend.Rectangle(dc)
+	lw := r.Max.X - r.Min.X + vg.Points(12)
+	p.Draw(draw.Crop(dc, 0, -lw, 0, 0))
+	legend.Top, legend.Left = true, true
+	legend.Draw(draw.Crop(dc, timelineWidth-lw+vg.Points(6), 0, 0, -vg.Points(30)))
+	return writeSVG(w, c)
+}
+
+func addMarks(p *plot.Plot, marks []Mark, right, top float64) error {
+	for i, m := range marks {
 		x := m.At.Seconds()
 		line, err := plotter.NewLine(plotter.XYs{{X: x, Y: 0}, {X: x, Y: top}})
 		if err != nil {
@@ -150,15 +168,20 @@ func addMarks(p *plot.Plot, marks []Mark, top float64) error {
 		line.Color = color.RGBA{R: 200, A: 255}
 		line.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
 		labels, err := plotter.NewLabels(plotter.XYLabels{
-			XYs:    []plotter.XY{{X: x, Y: top * 0.97}},
+			// Alternate heights, so that close marks' labels do not overlap.
+			XYs:    []plotter.XY{{X: x, Y: top * (0.97 - 0.07*float64(i%2))}},
 			Labels: []string{" " + m.Label},
 		})
 		if err != nil {
 			return fmt.Errorf("benchplot: mark %q: %w", m.Label, err)
 		}
-		for i := range labels.TextStyle {
-			labels.TextStyle[i].Color = line.Color
-			labels.TextStyle[i].XAlign = draw.XLeft
+		for j := range labels.TextStyle {
+			labels.TextStyle[j].Color = line.Color
+			labels.TextStyle[j].XAlign = draw.XLeft
+			if x > 0.75*right { // near the right edge: the label to the left of its line
+				labels.Labels[j] = m.Label + " "
+				labels.TextStyle[j].XAlign = draw.XRight
+			}
 		}
 		p.Add(line, labels)
 	}
@@ -166,11 +189,27 @@ func addMarks(p *plot.Plot, marks []Mark, top float64) error {
 }
 
 func write(w io.Writer, p *plot.Plot) error {
-	wt, err := p.WriterTo(width, height, "svg")
-	if err != nil {
-		return fmt.Errorf("benchplot: %w", err)
+	c := newCanvas(width)
+	p.Draw(draw.New(c))
+	return writeSVG(w, c)
+}
+
+// newCanvas is an SVG canvas of the figures' height.
+func newCanvas(w vg.Length) *vgsvg.Canvas { return vgsvg.New(w, height) }
+
+// writeSVG writes c's SVG to w. The text is laid out with the metrics of
+// gonum/plot's Liberation Serif, which is metric-compatible with Times New
+// Roman: naming that as the fallback keeps the legend and the labels in
+// place where Liberation is not installed (embedding the fonts instead
+// would make each figure ten times larger).
+func writeSVG(w io.Writer, c *vgsvg.Canvas) error {
+	var b bytes.Buffer
+	if _, err := c.WriteTo(&b); err != nil {
+		return fmt.Errorf("benchplot: writing the SVG: %w", err)
 	}
-	if _, err := wt.WriteTo(w); err != nil {
+	out := bytes.ReplaceAll(b.Bytes(), []byte("font-family:Liberation Serif;"),
+		[]byte("font-family:'Liberation Serif','Times New Roman',Times,serif;"))
+	if _, err := w.Write(out); err != nil {
 		return fmt.Errorf("benchplot: writing the SVG: %w", err)
 	}
 	return nil

@@ -74,6 +74,9 @@ func TestTimeline(t *testing.T) {
 	if err := Timeline(&b, "Fail-over", "notifications delivered", series, marks); err != nil {
 		t.Fatal(err)
 	}
+	if !bytes.Contains(b.Bytes(), []byte("'Times New Roman'")) {
+		t.Error("the timeline names no fallback for Liberation Serif")
+	}
 	texts := svgTexts(t, b.Bytes())
 	for _, want := range []string{"Fail-over", "mars-oper", "mars-rd", "kill -9 bridge-a", "bridge-a rejoins", "seconds", "notifications delivered"} {
 		if !strings.Contains(texts, want) {
