@@ -156,7 +156,7 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 			row{fmt.Sprintf("End to end into JetStream (file storage, Nats-Msg-Id) vs bare PublishAsync, window %d (%d notifications, %d rounds)", o.window, o.n, o.rounds),
 				count(r.Bridge.Rate()), count(r.Bare.Rate()), ratio(r.Ratio()), "msgs/s"},
 			cpuRow("JetStream, same runs", r.Bridge, r.Bare))
-		figs.bars = append(figs.bars, benchplot.Bar{Label: "JetStream vs bare PublishAsync", Ratio: r.Ratio()})
+		figs.bars = append(figs.bars, benchplot.Bar{Label: "JetStream\nvs bare PublishAsync", Ratio: r.Ratio()})
 	}
 	if want("kafka") {
 		done := step("end to end into Kafka")
@@ -172,8 +172,8 @@ func measure(ctx context.Context, o options, want func(string) bool, log io.Writ
 				count(r.Bridge.Rate()), count(r.Unbounded.Rate()), ratio(r.Bridge.Rate() / r.Unbounded.Rate()), "msgs/s"},
 			cpuRow("Kafka, same runs (baseline: bare Writer, window)", r.Bridge, r.Bare))
 		figs.bars = append(figs.bars,
-			benchplot.Bar{Label: "Kafka vs bare Writer (window)", Ratio: r.Ratio()},
-			benchplot.Bar{Label: "Kafka vs Writer unbounded", Ratio: r.Bridge.Rate() / r.Unbounded.Rate()})
+			benchplot.Bar{Label: "Kafka\nvs bare Writer (window)", Ratio: r.Ratio()},
+			benchplot.Bar{Label: "Kafka\nvs Writer unbounded", Ratio: r.Bridge.Rate() / r.Unbounded.Rate()})
 	}
 	if want("discard") {
 		done := step("end to end into a discarding sink")

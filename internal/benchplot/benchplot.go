@@ -64,16 +64,33 @@ func RatioChart(w io.Writer, title string, bars []Bar) error {
 	chart.Color = plotutil.Color(0)
 	chart.LineStyle.Width = 0
 	p.Add(chart)
-	ref, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: 1}, {X: float64(len(bars)) - 0.5, Y: 1}})
+	left, right := -0.6, float64(len(bars))-0.4
+	ref, err := plotter.NewLine(plotter.XYs{{X: left, Y: 1}, {X: right, Y: 1}})
 	if err != nil {
 		return fmt.Errorf("benchplot: %w", err)
 	}
+	values2 := make(plotter.XYs, len(bars))
+	texts := make([]string, len(bars))
+	for i, b := range bars {
+		values2[i] = plotter.XY{X: float64(i), Y: b.Ratio}
+		texts[i] = fmt.Sprintf("%.2f", b.Ratio)
+	}
+	numbers, err := plotter.NewLabels(plotter.XYLabels{XYs: values2, Labels: texts})
+	if err != nil {
+		return fmt.Errorf("benchplot: %w", err)
+	}
+	for i := range numbers.TextStyle {
+		numbers.TextStyle[i].XAlign = draw.XCenter
+		numbers.TextStyle[i].YAlign = draw.YBottom
+	}
+	p.Add(numbers)
 	ref.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 	ref.Color = color.Gray{Y: 96}
 	p.Add(ref)
 	p.Legend.Add("baseline = 1", ref)
 	p.Legend.Top = true
 	p.NominalX(labels...)
+	p.X.Min, p.X.Max = left, right
 	return write(w, p)
 }
 

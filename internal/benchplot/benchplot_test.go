@@ -53,7 +53,7 @@ func TestRatioChart(t *testing.T) {
 		t.Fatal(err)
 	}
 	texts := svgTexts(t, b.Bytes())
-	for _, want := range []string{"Throughput, bridge vs baseline", "JetStream", "Kafka", "discard", "baseline = 1", "bridge / baseline throughput"} {
+	for _, want := range []string{"Throughput, bridge vs baseline", "JetStream", "Kafka", "discard", "baseline = 1", "bridge / baseline throughput", "0.93", "0.88", "1.02"} {
 		if !strings.Contains(texts, want) {
 			t.Errorf("the chart does not show %q (texts: %s)", want, texts)
 		}
