@@ -5,10 +5,13 @@
 // the same brokers, the live latency from aviso's send to the JetStream
 // acknowledgement, the built binary's rate and peak RSS, and the built
 // binary's peak RSS and stop time with 200 notifications of 0.9 MB behind a
-// stalled stdout (the byte-bounded window and the shutdown deadline).
+// stalled stdout (the byte-bounded window and the shutdown deadline), the
+// fleet rows (200 listeners at rest, fail-over times) and the fail-over
+// timeline of two bridges across a kill -9 and a restart.
 //
-//	go run ./cmd/aviso-bench            # defaults: 100000 notifications, a few minutes on 2 cores
-//	go run ./cmd/aviso-bench -quick     # smoke run, seconds
+//	go run ./cmd/aviso-bench                 # defaults: 100000 notifications, a few minutes on 2 cores
+//	go run ./cmd/aviso-bench -quick          # smoke run, seconds
+//	go run ./cmd/aviso-bench -svg docs/img   # also the figures the README shows (package benchplot)
 //
 // Run it from inside the module: it builds cmd/aviso-bridge with the go
 // command (or give -binary). Progress goes to stderr, the table to stdout.
