@@ -34,8 +34,8 @@ type FleetTimelineConfig struct {
 	TTL time.Duration
 	// Before is the time from the start of publishing to the kill -9
 	// (default 4s), Down the time from the kill to the killed bridge's
-	// restart (default 6s), After the time from the restart to the end of
-	// publishing (default 6s).
+	// restart (default 6s), After the time from the two bridges' spreading
+	// the listeners again to the end of publishing (default 2s).
 	Before, Down, After time.Duration
 	// Bucket is the width of a timeline sample (default 500ms).
 	Bucket time.Duration
@@ -61,7 +61,7 @@ func (c FleetTimelineConfig) withDefaults() FleetTimelineConfig {
 	def(&c.TTL, 2*time.Second)
 	def(&c.Before, 4*time.Second)
 	def(&c.Down, 6*time.Second)
-	def(&c.After, 6*time.Second)
+	def(&c.After, 2*time.Second)
 	def(&c.Bucket, 500*time.Millisecond)
 	def(&c.Settle, 60*time.Second)
 	return c
@@ -108,10 +108,11 @@ type FleetTimelineResult struct {
 // FleetTimeline runs a fleet of two aviso-bridge binaries, bridge-a and
 // bridge-b (BRIDGE_STANDBY=true, CHECKPOINT_STORE=nats-kv and
 // SINK=jetstream on an embedded nats-server, CHECKPOINT_LEASE_TTL=TTL,
-// Listeners listeners from AVISO_FROM_ID=1). Once they have spread the
-// listeners, avisotest publishes Rate notifications per second per
-// listener; after Before bridge-a is killed with kill -9, after Down it is
-// started again, and publishing ends After later. When the stream holds
+// one listener per rate, from AVISO_FROM_ID=1). Once they have spread the
+// listeners, avisotest publishes each listener's notifications at its
+// rate; after Before bridge-a is killed with kill -9, after Down it is
+// started again, and publishing ends After the two have spread the
+// listeners again. When the stream holds
 // every published notification, both bridges stop with SIGTERM (exit 0
 // expected) and the stream is read back: per listener, the messages stored
 // per Bucket. Marks are the kill, bridge-b running every listener (its
@@ -221,7 +222,7 @@ func FleetTimeline(ctx context.Context, cfg FleetTimelineConfig) (FleetTimelineR
 		return res, fmt.Errorf("bridge-a rejoining: %w", err)
 	}
 	mark("spread again")
-	if err := waitUntil(ctx, t0.Add(cfg.Before+cfg.Down+cfg.After), a); err != nil {
+	if err := waitUntil(ctx, time.Now().Add(cfg.After), a); err != nil {
 		return res, err
 	}
 	published := pub.finish()
