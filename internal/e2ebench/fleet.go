@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/aviso-bridge/aviso-bridge/avisotest"
 )
 
@@ -213,53 +215,21 @@ func FleetFailover(ctx context.Context, cfg FleetFailoverConfig) (FleetFailoverR
 	if cfg.Binary == "" {
 		return res, errors.New("FleetFailoverConfig.Binary: no aviso-bridge executable given (see BuildBinary)")
 	}
-	dir, cleanup, err := scratch(cfg.Dir)
+	fl, err := newBenchFleet(ctx, cfg.Binary, cfg.Dir, "fo", cfg.Listeners, cfg.TTL, cfg.Stderr)
 	if err != nil {
 		return res, err
 	}
-	defer cleanup()
-	ns, err := startNATS(filepath.Join(dir, "jetstream"))
-	if err != nil {
-		return res, err
-	}
-	defer stopNATS(ns)
-	src, err := avisotest.New()
-	if err != nil {
-		return res, fmt.Errorf("aviso test server: %w", err)
-	}
-	defer src.Close()
-	file, err := writeListenerFile(dir, "fo", cfg.Listeners)
-	if err != nil {
-		return res, err
-	}
+	defer fl.close()
 	n := 0
 	start := func() (*benchProc, error) {
 		id := fmt.Sprintf("bench-%d", n)
 		n++
-		return startBenchProc(ctx, cfg.Binary, id, append([]string{
-			"AVISO_URL=" + src.URL,
-			"AVISO_LISTENERS_FILE=" + file,
-			"SINK=stdout",
-			"CHECKPOINT_STORE=nats-kv",
-			"NATS_URL=" + ns.ClientURL(),
-			"BRIDGE_STANDBY=true",
-			"BRIDGE_INSTANCE_ID=" + id,
-			"CHECKPOINT_LEASE_TTL=" + cfg.TTL.String(),
-			"LOG_FORMAT=json",
-			"HOME=" + dir,
-		}, cfg.Env...), cfg.Stderr)
+		return fl.start(id, append([]string{"SINK=stdout"}, cfg.Env...)...)
 	}
-	var procs []*benchProc
-	defer func() {
-		for _, p := range procs {
-			p.kill()
-		}
-	}()
 	cur, err := start()
 	if err != nil {
 		return res, err
 	}
-	procs = append(procs, cur)
 	if err := cur.poll(ctx, cfg.Settle, func() bool { return runsAll(ctx, cfg.Listeners, cur) }); err != nil {
 		return res, fmt.Errorf("first bridge running %d listeners: %w", cfg.Listeners, err)
 	}
@@ -269,7 +239,6 @@ func FleetFailover(ctx context.Context, cfg FleetFailoverConfig) (FleetFailoverR
 			if err != nil {
 				return res, err
 			}
-			procs = append(procs, next)
 			if err := next.poll(ctx, cfg.Settle, func() bool { return spreadOver(ctx, cfg.Listeners, cur, next) }); err != nil {
 				return res, fmt.Errorf("%s joining %s: %w", next.id, cur.id, err)
 			}
@@ -316,6 +285,80 @@ func (c FleetFailoverConfig) withDefaults() FleetFailoverConfig {
 	return c
 }
 
+// benchFleet is what a fleet measurement runs on: a scratch directory, an
+// embedded nats-server (the NATS KV store, and JetStream for a sink),
+// avisotest and a listener file; start runs one bridge of the fleet, and
+// close kills whatever still runs and removes it all.
+type benchFleet struct {
+	ctx     context.Context
+	bin     string
+	dir     string
+	file    string
+	ttl     time.Duration
+	stderr  io.Writer
+	ns      *server.Server
+	src     *avisotest.Server
+	procs   []*benchProc
+	cleanup func()
+}
+
+// newBenchFleet sets up a fleet of listeners listeners named
+// <prefix>-<i> (event <prefix><i>) with CHECKPOINT_LEASE_TTL=ttl in dir (a
+// temporary directory when empty).
+func newBenchFleet(ctx context.Context, bin, dir, prefix string, listeners int, ttl time.Duration, stderr io.Writer) (*benchFleet, error) {
+	f := &benchFleet{ctx: ctx, bin: bin, ttl: ttl, stderr: stderr}
+	var err error
+	if f.dir, f.cleanup, err = scratch(dir); err != nil {
+		return nil, err
+	}
+	if f.ns, err = startNATS(filepath.Join(f.dir, "jetstream")); err == nil {
+		if f.src, err = avisotest.New(); err != nil {
+			err = fmt.Errorf("aviso test server: %w", err)
+		}
+	}
+	if err == nil {
+		f.file, err = writeListenerFile(f.dir, prefix, listeners)
+	}
+	if err != nil {
+		f.close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// start runs a bridge of the fleet as instance id (BRIDGE_STANDBY=true,
+// CHECKPOINT_STORE=nats-kv), env added to its environment.
+func (f *benchFleet) start(id string, env ...string) (*benchProc, error) {
+	p, err := startBenchProc(f.ctx, f.bin, id, append([]string{
+		"AVISO_URL=" + f.src.URL,
+		"AVISO_LISTENERS_FILE=" + f.file,
+		"CHECKPOINT_STORE=nats-kv",
+		"NATS_URL=" + f.ns.ClientURL(),
+		"BRIDGE_STANDBY=true",
+		"BRIDGE_INSTANCE_ID=" + id,
+		"CHECKPOINT_LEASE_TTL=" + f.ttl.String(),
+		"LOG_FORMAT=json",
+		"HOME=" + f.dir,
+	}, env...), f.stderr)
+	if err == nil {
+		f.procs = append(f.procs, p)
+	}
+	return p, err
+}
+
+func (f *benchFleet) close() {
+	for _, p := range f.procs {
+		p.kill()
+	}
+	if f.src != nil {
+		f.src.Close()
+	}
+	if f.ns != nil {
+		stopNATS(f.ns)
+	}
+	f.cleanup()
+}
+
 // writeListenerFile writes a listener file of n listeners named
 // <prefix>-<i>, event <prefix>-<i>, into dir.
 func writeListenerFile(dir, prefix string, n int) (string, error) {
@@ -339,20 +382,38 @@ type benchStatus struct {
 	} `json:"listeners"`
 }
 
+// status reads p's GET /status.
+func status(ctx context.Context, p *benchProc) (benchStatus, error) {
+	var st benchStatus
+	code, body, err := benchGet(ctx, p.addr, "/status")
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("status %d", code)
+	}
+	if err == nil {
+		err = json.Unmarshal(body, &st)
+	}
+	if err != nil {
+		return st, fmt.Errorf("%s: GET /status: %w", p.id, err)
+	}
+	return st, nil
+}
+
+// runsItself reports whether st says its bridge runs l.
+func (st benchStatus) runsItself(i int) bool {
+	l := st.Listeners[i]
+	return l.State == "running" && (l.Holder == st.Instance || l.Holder == "")
+}
+
 // running returns how many listeners p runs itself, as its /status says
 // (-1 when it does not answer).
 func running(ctx context.Context, p *benchProc) int {
-	code, body, err := benchGet(ctx, p.addr, "/status")
-	if err != nil || code != http.StatusOK {
-		return -1
-	}
-	var st benchStatus
-	if json.Unmarshal(body, &st) != nil {
+	st, err := status(ctx, p)
+	if err != nil {
 		return -1
 	}
 	n := 0
-	for _, l := range st.Listeners {
-		if l.State == "running" && (l.Holder == st.Instance || l.Holder == "") {
+	for i := range st.Listeners {
+		if st.runsItself(i) {
 			n++
 		}
 	}

@@ -12,15 +12,7 @@ import (
 // readiness, the spread and the exit codes and fails otherwise; the numbers
 // are not judged here (they are the bench table's).
 func TestFleetSmoke(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command to build cmd/aviso-bridge:", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	bin, err := BuildBinary(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, bin := buildBridge(t)
 	t.Run("idle", func(t *testing.T) {
 		r, err := FleetIdle(ctx, FleetIdleConfig{Binary: bin, Listeners: 20, Measure: 2 * time.Second, Dir: t.TempDir()})
 		if err != nil {
@@ -51,15 +43,7 @@ func TestFleetSmoke(t *testing.T) {
 // every listener has notifications stored after the rejoin, and the marks
 // are in the order of the run.
 func TestFleetTimeline(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command to build cmd/aviso-bridge:", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	bin, err := BuildBinary(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, bin := buildBridge(t)
 	r, err := FleetTimeline(ctx, FleetTimelineConfig{Binary: bin, Rates: []int{10, 20},
 		Before: 2 * time.Second, Down: 4 * time.Second, After: time.Second, Dir: t.TempDir()})
 	if err != nil {
@@ -92,4 +76,20 @@ func TestFleetTimeline(t *testing.T) {
 	if !on["bridge-a"] || !on["bridge-b"] {
 		t.Errorf("before the kill the listeners ran on %v, want both bridges", on)
 	}
+}
+
+// buildBridge builds cmd/aviso-bridge for a test (skipped without a go
+// command) and returns a context of three minutes for it.
+func buildBridge(t *testing.T) (context.Context, string) {
+	t.Helper()
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go command to build cmd/aviso-bridge:", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	bin, err := BuildBinary(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, bin
 }

@@ -2,12 +2,9 @@ package e2ebench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -124,55 +121,22 @@ func FleetTimeline(ctx context.Context, cfg FleetTimelineConfig) (FleetTimelineR
 	if cfg.Binary == "" {
 		return res, errors.New("FleetTimelineConfig.Binary: no aviso-bridge executable given (see BuildBinary)")
 	}
-	dir, cleanup, err := scratch(cfg.Dir)
-	if err != nil {
-		return res, err
-	}
-	defer cleanup()
-	ns, err := startNATS(filepath.Join(dir, "jetstream"))
-	if err != nil {
-		return res, err
-	}
-	defer stopNATS(ns)
-	if err := createStreams(ctx, ns.ClientURL(), map[string]string{bridgeStream: "aviso.>"}); err != nil {
-		return res, err
-	}
-	src, err := avisotest.New()
-	if err != nil {
-		return res, fmt.Errorf("aviso test server: %w", err)
-	}
-	defer src.Close()
-	file, err := writeListenerFile(dir, "tl", n)
-	if err != nil {
-		return res, err
-	}
 	for i, r := range cfg.Rates {
 		if r <= 0 {
 			return res, fmt.Errorf("FleetTimelineConfig.Rates[%d]: %d is not a positive rate", i, r)
 		}
 		res.Listeners = append(res.Listeners, TimelineListener{Name: fmt.Sprintf("tl-%03d", i), Event: fmt.Sprintf("tl%03d", i), Rate: r})
 	}
-	start := func(id string) (*benchProc, error) {
-		return startBenchProc(ctx, cfg.Binary, id, []string{
-			"AVISO_URL=" + src.URL,
-			"AVISO_LISTENERS_FILE=" + file,
-			"AVISO_FROM_ID=1",
-			"SINK=jetstream",
-			"CHECKPOINT_STORE=nats-kv",
-			"NATS_URL=" + ns.ClientURL(),
-			"BRIDGE_STANDBY=true",
-			"BRIDGE_INSTANCE_ID=" + id,
-			"CHECKPOINT_LEASE_TTL=" + cfg.TTL.String(),
-			"LOG_FORMAT=json",
-			"HOME=" + dir,
-		}, cfg.Stderr)
+	fl, err := newBenchFleet(ctx, cfg.Binary, cfg.Dir, "tl", n, cfg.TTL, cfg.Stderr)
+	if err != nil {
+		return res, err
 	}
-	var procs []*benchProc
-	defer func() {
-		for _, p := range procs {
-			p.kill()
-		}
-	}()
+	defer fl.close()
+	url := fl.ns.ClientURL()
+	if err := createStreams(ctx, url, map[string]string{bridgeStream: "aviso.>"}); err != nil {
+		return res, err
+	}
+	start := func(id string) (*benchProc, error) { return fl.start(id, "AVISO_FROM_ID=1", "SINK=jetstream") }
 	a, err := start("bridge-a")
 	if err != nil {
 		return res, err
@@ -181,7 +145,6 @@ func FleetTimeline(ctx context.Context, cfg FleetTimelineConfig) (FleetTimelineR
 	if err != nil {
 		return res, err
 	}
-	procs = append(procs, a, b)
 	spread := func() bool { return spreadOver(ctx, n, a, b) }
 	if err := b.poll(ctx, cfg.Settle, spread); err != nil {
 		return res, fmt.Errorf("bridge-a and bridge-b spreading %d listeners: %w", n, err)
@@ -195,7 +158,7 @@ func FleetTimeline(ctx context.Context, cfg FleetTimelineConfig) (FleetTimelineR
 	}
 
 	t0 := time.Now()
-	pub := publishTimeline(src, res.Listeners, t0)
+	pub := publishTimeline(fl.src, res.Listeners, t0)
 	defer pub.finish()
 	mark := func(label string) { res.Marks = append(res.Marks, TimelineMark{At: time.Since(t0), Label: label}) }
 	if err := waitUntil(ctx, t0.Add(cfg.Before), b); err != nil {
@@ -216,7 +179,6 @@ func FleetTimeline(ctx context.Context, cfg FleetTimelineConfig) (FleetTimelineR
 	if a, err = start("bridge-a"); err != nil {
 		return res, err
 	}
-	procs = append(procs, a)
 	mark("bridge-a restarts")
 	if err := a.poll(ctx, cfg.Settle, spread); err != nil {
 		return res, fmt.Errorf("bridge-a rejoining: %w", err)
@@ -233,11 +195,11 @@ func FleetTimeline(ctx context.Context, cfg FleetTimelineConfig) (FleetTimelineR
 		total += res.Listeners[i].Published
 	}
 	stored := func() bool {
-		n, err := streamMsgs(ctx, ns.ClientURL(), bridgeStream)
+		n, err := streamMsgs(ctx, url, bridgeStream)
 		return err == nil && n >= uint64(total)
 	}
 	if err := a.poll(ctx, cfg.Settle, stored); err != nil {
-		n, _ := streamMsgs(ctx, ns.ClientURL(), bridgeStream)
+		n, _ := streamMsgs(ctx, url, bridgeStream)
 		return res, fmt.Errorf("stream %s holding the %d notifications published (it holds %d): %w", bridgeStream, total, n, err)
 	}
 	for _, p := range []*benchProc{a, b} {
@@ -245,7 +207,7 @@ func FleetTimeline(ctx context.Context, cfg FleetTimelineConfig) (FleetTimelineR
 			return res, err
 		}
 	}
-	return res, readTimeline(ctx, ns.ClientURL(), t0, &res)
+	return res, readTimeline(ctx, url, t0, &res)
 }
 
 // waitUntil waits until at, failing when p exits first.
@@ -267,19 +229,12 @@ func waitUntil(ctx context.Context, at time.Time, p *benchProc) error {
 func holders(ctx context.Context, ps ...*benchProc) (map[string]string, error) {
 	out := map[string]string{}
 	for _, p := range ps {
-		var st benchStatus
-		code, body, err := benchGet(ctx, p.addr, "/status")
-		if err == nil && code != http.StatusOK {
-			err = fmt.Errorf("status %d", code)
-		}
-		if err == nil {
-			err = json.Unmarshal(body, &st)
-		}
+		st, err := status(ctx, p)
 		if err != nil {
-			return nil, fmt.Errorf("%s: GET /status: %w", p.id, err)
+			return nil, err
 		}
-		for _, l := range st.Listeners {
-			if l.State == "running" && (l.Holder == st.Instance || l.Holder == "") {
+		for i, l := range st.Listeners {
+			if st.runsItself(i) {
 				out[l.Name] = st.Instance
 			}
 		}
