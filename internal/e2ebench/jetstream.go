@@ -363,22 +363,32 @@ func createStreams(ctx context.Context, url string, streams map[string]string) e
 
 // streamMsgs returns the number of messages stored in stream.
 func streamMsgs(ctx context.Context, url, stream string) (uint64, error) {
+	var n uint64
+	err := withStream(ctx, url, stream, func(_ jetstream.Stream, info *jetstream.StreamInfo) error {
+		n = info.State.Msgs
+		return nil
+	})
+	return n, err
+}
+
+// withStream calls f with stream on a connection of its own, and its info.
+func withStream(ctx context.Context, url, stream string, f func(jetstream.Stream, *jetstream.StreamInfo) error) error {
 	nc, err := natsgo.Connect(url)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
+		return fmt.Errorf("stream %s: %w", stream, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", stream, err)
+		return fmt.Errorf("stream %s: %w", stream, err)
 	}
-	return info.State.Msgs, nil
+	return f(st, info)
 }

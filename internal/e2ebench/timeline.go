@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/aviso-bridge/aviso-bridge/avisotest"
@@ -299,23 +298,13 @@ func (p *timelinePublisher) finish() map[string]int {
 // each listener's Stored, Counts and LongestGap from the messages' stored
 // times.
 func readTimeline(ctx context.Context, url string, t0 time.Time, res *FleetTimelineResult) error {
-	nc, err := natsgo.Connect(url)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	st, err := js.Stream(ctx, bridgeStream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", bridgeStream, err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", bridgeStream, err)
-	}
+	return withStream(ctx, url, bridgeStream, func(st jetstream.Stream, info *jetstream.StreamInfo) error {
+		return fillTimeline(ctx, st, info, t0, res)
+	})
+}
+
+// fillTimeline reads the messages of st (info) into res.
+func fillTimeline(ctx context.Context, st jetstream.Stream, info *jetstream.StreamInfo, t0 time.Time, res *FleetTimelineResult) error {
 	index := map[string]int{}
 	last := make([]time.Duration, len(res.Listeners))
 	for i, l := range res.Listeners {
