@@ -132,8 +132,12 @@ func (b *Bucket) snapshot(ctx context.Context, filter string) ([]jetstream.KeyVa
 		return nil, err
 	}
 	for seen < newest {
-		if _, err := next(); err != nil {
+		more, err := next()
+		if err != nil {
 			return nil, err
+		}
+		if !more { // the watch ended (the connection closed): nothing more will come
+			return nil, fmt.Errorf("%s: list %s: the watch ended before message %d", b.where(), filter, newest)
 		}
 	}
 	entries := make([]jetstream.KeyValueEntry, 0, len(current))
