@@ -108,11 +108,12 @@ type FleetTimelineResult struct {
 // listeners, avisotest publishes each listener's notifications at its
 // rate; after Before bridge-a is killed with kill -9, after Down it is
 // started again, and publishing ends After the two have spread the
-// listeners again. When the stream holds
-// every published notification, both bridges stop with SIGTERM (exit 0
-// expected) and the stream is read back: per listener, the messages stored
-// per Bucket. Marks are the kill, bridge-b running every listener (its
-// /status), the restart and the spread over both again.
+// listeners again. When the stream holds every published notification,
+// both bridges stop with SIGTERM (exit 0 expected) and the stream is read
+// back: per listener, the messages stored per Bucket. Marks are the kill,
+// bridge-b running every listener (its /status), the restart and the
+// spread over both again. The spread closure follows a to the restarted
+// process.
 func FleetTimeline(ctx context.Context, cfg FleetTimelineConfig) (FleetTimelineResult, error) {
 	cfg = cfg.withDefaults()
 	res := FleetTimelineResult{TTL: cfg.TTL, Bucket: cfg.Bucket}
