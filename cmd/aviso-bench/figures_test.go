@@ -83,3 +83,15 @@ func TestFiguresWrite(t *testing.T) {
 		t.Errorf("-svg with nothing measured: %v, want a 'nothing to draw' error", err)
 	}
 }
+
+// TestSVGWithoutFigures: -svg with measurements that draw nothing is
+// refused before anything runs (exit 2, the figures and what they need).
+func TestSVGWithoutFigures(t *testing.T) {
+	var stdout, stderr strings.Builder
+	if code := run([]string{"-only", "decode,latency", "-svg", t.TempDir()}, &stdout, &stderr); code != 2 {
+		t.Fatalf("exit %d, want 2 (stderr %q)", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), throughputSVG) || !strings.Contains(stderr.String(), "timeline") || stdout.Len() != 0 {
+		t.Errorf("stderr %q, stdout %q: want the refusal naming the figures and no table", stderr.String(), stdout.String())
+	}
+}

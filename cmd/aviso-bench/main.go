@@ -102,9 +102,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	wanted := func(s string) bool { return len(want) == 0 || want[s] }
+	if o.svg != "" && !wanted("jetstream") && !wanted("kafka") && !wanted("timeline") {
+		fmt.Fprintf(stderr, "aviso-bench: -svg: nothing to draw: %s needs jetstream or kafka, %s needs timeline in -only\n", throughputSVG, timelineSVG)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rows, figs, err := measure(ctx, o, func(s string) bool { return len(want) == 0 || want[s] }, stderr)
+	rows, figs, err := measure(ctx, o, wanted, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "aviso-bench: %v\n", err)
 		return 1
