@@ -374,7 +374,13 @@ func (f *fleetRun) apply(ctx context.Context, v fleetView, plan fleet.Plan) {
 				r.cancel()
 			}
 		case r != nil:
-			if !claims[name] && !f.succeeds(name, holder, v) {
+			// A waiter whose key just went free (holder "": its holder's
+			// lease lapsed in this view) is kept even when the plan gives
+			// the listener to another bridge: it is the dead holder's
+			// successor, about to take the key over; cancelling it would
+			// make the new claimant outwait the dead holder's record for a
+			// second TTL. A surplus is handed over later as usual.
+			if holder != "" && !claims[name] && !f.succeeds(name, holder, v) {
 				r.cancel()
 				continue
 			}
